@@ -1,0 +1,91 @@
+"""The harness must be able to fail: deliberately wrong ops are caught, the report flags them."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxops
+from jaxops import report
+from jaxops.testing import ALL_OPS, REGISTRY, Tol, parity
+
+SIGMOID = REGISTRY["sigmoid"]
+
+
+def _failing(info, check):
+    return [c for s in info.samples() if check not in s.skip for c in getattr(parity, f"check_{check}")(info, s) if not c.ok]
+
+
+def test_wrong_forward_is_caught():
+    wrong = dataclasses.replace(SIGMOID, op=lambda x: jaxops.sigmoid(x) * (1 + 1e-4))
+    assert _failing(wrong, "forward")
+
+
+def test_wrong_gradient_with_right_forward_is_caught():
+    @jax.custom_jvp
+    def sigmoid_bad_grad(x):
+        return jaxops.sigmoid(x)
+
+    @sigmoid_bad_grad.defjvp
+    def _(primals, tangents):
+        s = jaxops.sigmoid(primals[0])
+        return s, 1.01 * s * (1 - s) * tangents[0]
+
+    wrong = dataclasses.replace(SIGMOID, op=sigmoid_bad_grad)
+    assert not _failing(wrong, "forward")
+    assert _failing(wrong, "vjp")
+
+
+def test_nan_pattern_mismatch_is_caught():
+    wrong = dataclasses.replace(SIGMOID, op=lambda x: jnp.nan_to_num(jaxops.sigmoid(x)))
+    messages = [c.message for c in _failing(wrong, "forward")]
+    assert any("NaN/inf pattern" in m for m in messages)
+
+
+def test_wrong_reduction_is_caught():
+    mse = REGISTRY["mse_loss"]
+    wrong = dataclasses.replace(mse, op=lambda x, y, reduction="mean", weight=None: jaxops.mse_loss(x, y, "sum" if reduction == "mean" else reduction, weight))
+    assert _failing(wrong, "forward")
+
+
+def test_wrong_shape_is_caught():
+    flat = REGISTRY["flatten"]
+    wrong = dataclasses.replace(flat, op=lambda x, start_dim=0, end_dim=-1: jnp.ravel(jnp.asarray(x)))
+    assert any("shape" in c.message for c in _failing(wrong, "forward"))
+
+
+@pytest.mark.parametrize(
+    "actual, expected, ok",
+    [
+        (np.array([1, 2, 3]), np.array([1, 2, 3]), True),
+        (np.array([1, 2, 3]), np.array([1, 2, 4]), False),  # integers compare exactly
+        (np.array([1.0, np.nan]), np.array([1.0, np.nan]), True),
+        (np.array([1.0, np.inf]), np.array([1.0, -np.inf]), False),
+        (np.array([1.0, 2.0]), np.array([1.0, 2.0 + 1e-3]), False),
+        (np.array([1.0]), np.array([1.0, 1.0]), False),
+        (None, None, True),
+        (None, np.array([1.0]), False),
+    ],
+)
+def test_compare(actual, expected, ok):
+    assert parity.compare("x", actual, expected, Tol(1e-5, 1e-6)).ok is ok
+
+
+def test_report_lists_every_op_and_flags_failures(monkeypatch, capsys):
+    wrong = dataclasses.replace(SIGMOID, op=lambda x: jaxops.sigmoid(x) + 1e-3)
+    monkeypatch.setitem(REGISTRY, "sigmoid", wrong)
+    monkeypatch.delitem(REGISTRY, "flatten")
+    code = report.main([])
+    out = capsys.readouterr().out
+    assert code == 1
+    for name in ALL_OPS:
+        assert name in out
+    table = out.split("Formulas:")[0].splitlines()
+    lines = {line.split()[1]: line for line in table if line[:2].strip().isdigit()}
+    assert "FAIL" in lines["sigmoid"]
+    assert "not implemented" in lines["flatten"]
+    assert "PASS" in lines["mse_loss"]
