@@ -9,6 +9,7 @@ import ml_dtypes
 import numpy as np
 
 import jaxops
+from jaxops.testing import strategies as S
 from jaxops.testing.opinfo import ErrorInput, OpInfo, SampleInput, Tol
 
 SPECIALS = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e4, -1e4, 1e-30], np.float32)
@@ -68,6 +69,28 @@ def _flatten_errors():
     yield ErrorInput(SampleInput(([1, 2],)), TypeError, r"input must be an array, got list")
 
 
+def _flatten_strategy():
+    from hypothesis import strategies as st
+
+    @st.composite
+    def draw(draw):
+        shape = draw(S.shapes((0, 5), 0, 4))
+        rank = max(len(shape), 1)
+        start = draw(st.integers(-rank, rank - 1))
+        end = draw(st.integers(start % rank, rank - 1)) - rank * draw(st.integers(0, 1))
+        dtype = draw(st.sampled_from(("float32", "float16", "bfloat16", "int32")))
+        if dtype == "int32":
+            x = draw(S.int_arrays(shape, -100, 100, np.int32))
+        else:
+            x = draw(S.float_arrays(shape, S.FLOAT_DTYPES[dtype]))
+        name = f"fuzz {dtype}{list(shape)} {start}..{end}"
+        if draw(st.booleans()):
+            return SampleInput((x,), {"start_dim": start, "end_dim": end}, name=name + " (keywords)")
+        return SampleInput((x, start, end), name=name)
+
+    return draw()
+
+
 def _flatten_ref(x, start_dim=0, end_dim=-1):
     return _torch().flatten(x, start_dim, end_dim)
 
@@ -87,6 +110,23 @@ def _sigmoid_samples(rng):
     for i in range(4):
         shape = tuple(int(s) for s in rng.integers(1, 6, int(rng.integers(1, 5))))
         yield SampleInput(((3 * randn(rng, *shape)),), name=f"random {shape}")
+
+
+def _sigmoid_strategy():
+    from hypothesis import strategies as st
+
+    @st.composite
+    def draw(draw):
+        shape = draw(S.shapes((0, 4), 0, 5))
+        dtype = draw(st.sampled_from(("float32", "float16", "bfloat16", "int64")))
+        if dtype == "int64":
+            x = draw(S.int_arrays(shape, -20, 20))
+            return SampleInput((x,), name=f"fuzz int64{list(shape)}")
+        x = draw(S.float_arrays(shape, S.FLOAT_DTYPES[dtype], scales=(1.0, 10.0, 100.0)))
+        tol = HALF_TOL.get(dtype)
+        return SampleInput((x,), name=f"fuzz {dtype}{list(shape)}", fwd_tol=tol, grad_tol=tol)
+
+    return draw()
 
 
 def _sigmoid_ref(x):
@@ -142,6 +182,30 @@ def _mse_samples(rng):
         )
 
 
+def _mse_strategy():
+    from hypothesis import strategies as st
+
+    @st.composite
+    def draw(draw):
+        full = draw(S.shapes((0, 4), 0, 4))
+        partner = draw(S.broadcast_partner(full))
+        x_shape, y_shape = (partner, full) if draw(st.booleans()) else (full, partner)
+        x = draw(S.float_arrays(x_shape))
+        if draw(st.booleans()):
+            y = draw(S.float_arrays(y_shape))
+        else:
+            y = draw(S.int_arrays(y_shape, -3, 3))
+        reduction = draw(st.sampled_from(("mean", "sum", "none")))
+        kwargs = {"reduction": reduction}
+        name = f"fuzz {list(x_shape)} vs {y.dtype}{list(y_shape)} {reduction}"
+        if draw(st.booleans()):
+            kwargs["weight"] = np.abs(draw(S.float_arrays(x_shape)))
+            name += " weighted"
+        return SampleInput((x, y), kwargs, grad_args=(0, 1, "weight"), name=name)
+
+    return draw()
+
+
 def _mse_ref(input, target, reduction="mean", weight=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch warns when target broadcasts
@@ -167,6 +231,7 @@ OPS = [
         fwd_tol=Tol(0.0, 0.0),  # a reshape moves values, it computes none
         grad_tol=Tol(0.0, 0.0),
         torch_name="torch.flatten",
+        strategy=_flatten_strategy,
     ),
     OpInfo(
         name="sigmoid",
@@ -179,6 +244,7 @@ OPS = [
         fwd_tol=Tol(1e-6, 1e-7),
         grad_tol=Tol(1e-6, 1e-7),
         torch_name="torch.sigmoid",
+        strategy=_sigmoid_strategy,
     ),
     OpInfo(
         name="mse_loss",
@@ -192,5 +258,6 @@ OPS = [
         fwd_tol=Tol(1e-5, 1e-6),
         grad_tol=Tol(1e-5, 1e-6),
         torch_name="torch.nn.functional.mse_loss",
+        strategy=_mse_strategy,
     ),
 ]
