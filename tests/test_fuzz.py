@@ -46,11 +46,17 @@ def test_fuzz_matches_torch(name):
     if info.strategy is None:
         pytest.skip(f"{name} has no strategy: tests/test_registry_coverage.py fails for it")
 
+    tried = []
+
     @settings(suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(sample=info.strategy())
     def fuzz(sample):
+        tried.append(sample.name)
         note(describe(sample))
         failures = check(info, sample)
         assert not failures, "\n".join(failures)
 
-    fuzz()
+    try:
+        fuzz()
+    finally:  # shown with -s: the numbers of the fuzzing runs' reports
+        print(f"\n[fuzz] {name}: {len(tried)} configurations tried ({len(set(tried))} distinct names)")
