@@ -51,6 +51,7 @@ def _flatten_samples(rng):
     ]:
         yield SampleInput((randn(rng, *shape), start, end), name=f"{shape} {start}..{end}")
     yield SampleInput((rng.integers(-5, 5, (3, 4)),), {"start_dim": 0}, name="int64 keyword")
+    yield SampleInput((SPECIALS.reshape(2, 2, 2), 1), name="nan, ±inf, ±0 move unchanged")
     for _ in range(6):
         ndim = int(rng.integers(1, 6))
         shape = tuple(int(s) for s in rng.integers(1, 5, ndim))
