@@ -227,3 +227,91 @@ def test_basic_ops_under_checked_match_unchecked():
     for g in (jaxops.checked(f), jaxops.checked(jax.jit(f)), jax.jit(jaxops.checked(f))):
         np.testing.assert_allclose(g(x), f(x), rtol=1e-6)
     np.testing.assert_allclose(jax.grad(jaxops.checked(f))(x), jax.grad(f)(x), rtol=1e-6)
+
+
+# ------------------------------------------------------- the ops' data-dependent errors
+
+
+def _op(name):
+    fn = getattr(jaxops, name)
+    try:
+        fn()
+    except NotImplementedError:
+        pytest.xfail(f"jaxops.{name} is not implemented yet")
+    except Exception:
+        pass
+    return fn
+
+
+def _boxes(index):
+    return np.array([[0.0, 0.0, 0.0, 2.0, 2.0], [index, 1.0, 1.0, 3.0, 3.0]], np.float32)
+
+
+_MAP = np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4)
+_UNPOOL_IN = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], np.float32)
+
+
+def _unpool_indices(bad):
+    return np.array([[[[0, bad], [9, 15]]]])
+
+
+# name -> (bad call, good call, regex naming the offending value, unchecked result's documented check)
+DATA_ERRORS = {
+    "cross_entropy": (
+        lambda: ((np.ones((2, 3), np.float32), np.array([0, 7])), {"reduction": "none"}),
+        lambda: ((np.ones((3, 3), np.float32), np.array([0, 2, -100])), {"reduction": "none"}),
+        r"^jaxops\.cross_entropy: .*class index 7\b",
+        lambda out: np.isfinite(out[0]) and np.isnan(out[1]),  # that element's loss is NaN
+    ),
+    "roi_pool": (
+        lambda: ((_MAP, _boxes(2.0), 2), {}),
+        lambda: ((_MAP, _boxes(1.9), 2), {}),  # torchvision truncates 1.9 to batch 1
+        r"^jaxops\.roi_pool: .*batch index \(=2",
+        lambda out: np.isfinite(out[0]).all() and np.isnan(out[1]).all(),  # that RoI is NaN
+    ),
+    "roi_align": (
+        lambda: ((_MAP, _boxes(-1.0), 2), {"sampling_ratio": 2}),
+        lambda: ((_MAP, _boxes(-0.5), 2), {"sampling_ratio": 2}),  # truncates to batch 0
+        r"^jaxops\.roi_align: .*batch index \(=-1",
+        lambda out: np.isfinite(out[0]).all() and np.isnan(out[1]).all(),
+    ),
+    "max_unpool2d": (
+        lambda: ((_UNPOOL_IN, _unpool_indices(99), 2), {}),
+        lambda: ((_UNPOOL_IN, _unpool_indices(3), 2), {}),
+        r"^jaxops\.max_unpool2d: .*index 99\b",
+        lambda out: out.reshape(-1)[[0, 9, 15]].tolist() == [1.0, 3.0, 4.0] and out.sum() == 8.0,  # 2.0 dropped
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DATA_ERRORS))
+def test_data_dependent_errors_raise_under_checked(name):
+    op = _op(name)
+    bad, good, message, unchecked_ok = DATA_ERRORS[name]
+    args, kwargs = bad()
+    assert unchecked_ok(np.asarray(op(*args, **kwargs))), "unchecked result differs from the documented one"
+    assert unchecked_ok(np.asarray(jax.jit(functools.partial(op, **kwargs), static_argnums=2)(*args)))
+    with pytest.raises(CHECKED_ERROR, match=message):
+        jaxops.checked(op)(*args, **kwargs)
+    with pytest.raises(CHECKED_ERROR, match=message):
+        jaxops.checked(jax.jit(functools.partial(op, **kwargs), static_argnums=2))(*args)
+    with pytest.raises(RUNTIME_ERROR, match=message[1:]):
+        jax.block_until_ready(jax.jit(jaxops.checked(functools.partial(op, **kwargs)), static_argnums=2)(*args))
+    good_args, good_kwargs = good()
+    np.testing.assert_array_equal(jaxops.checked(op)(*good_args, **good_kwargs), op(*good_args, **good_kwargs))
+
+
+@pytest.mark.parametrize("name", sorted(DATA_ERRORS))
+def test_data_dependent_errors_under_grad_and_vmap(name):
+    op = _op(name)
+    bad, _, message, _ = DATA_ERRORS[name]
+    (x, *rest), kwargs = bad()
+
+    def loss(x):
+        return jnp.nansum(op(x, *rest, **kwargs))
+
+    with pytest.raises(CHECKED_ERROR, match=message):
+        jaxops.checked(jax.grad(loss))(x)
+    with pytest.raises(CHECKED_ERROR, match=message):
+        jaxops.checked(jax.vmap(loss))(jnp.stack([x, x]))
+    assert np.isfinite(jax.grad(loss)(x)).all() or name == "cross_entropy"  # unchecked: no error
