@@ -150,20 +150,35 @@ def _sigmoid_errors():
 # ---------------------------------------------------------------- mse_loss
 
 
-def _weighted_mean_grad_tol(x, y, weight) -> Tol | None:
-    """Tolerance for the weighted mean's gradients, or None where the default holds.
+# Reductions of at most a few hundred terms summed in a different order.
+MSE_TOL = Tol(1e-5, 1e-6)
 
-    The weight gradient, (d_i^2 - mean) / sum(w), is a difference of terms of size
-    max d^2 / |sum(w)|; its rounding error (XLA fuses it into an FMA, torch does
-    not) scales with those terms, not with the result, which may cancel to 0.
+
+def _mse_grad_tol(x, y, weight, reduction, base: Tol) -> Tol:
+    """Gradient tolerance of one mse_loss sample: ``base`` plus the rounding of the terms it sums.
+
+    A broadcast argument's gradient sums R terms of size |2 d w| / denominator,
+    each rounded to the dtype by torch (XLA keeps more precision); the weighted
+    mean's weight gradient is a difference of terms of size d^2 / sum(w), which
+    XLA (an FMA) and torch round differently. Either can cancel to a result far
+    smaller than its terms, so the error bound scales with the terms: a few ulps
+    of the largest, times the cotangent (a standard normal, below 4).
     """
-    d2 = np.square(np.asarray(x, np.float64) - np.asarray(y, np.float64))
-    d2 = d2[np.isfinite(d2)]
-    total = abs(float(np.sum(np.asarray(weight, np.float64))))
-    if not d2.size or not np.isfinite(total) or total == 0.0:
-        return None
-    scale = float(d2.max()) / total
-    return Tol(1e-5, 1e-6 + 4 * float(np.finfo(np.float32).eps) * scale) if np.isfinite(scale) else None
+    x64, y64 = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    d = x64 - y64
+    if not d.size or not np.isfinite(d).all():
+        return base
+    w = np.ones_like(d) if weight is None else np.broadcast_to(np.asarray(weight, np.float64), d.shape)
+    denominator = 1.0
+    if reduction == "mean":
+        denominator = abs(float(np.sum(np.asarray(weight, np.float64)))) if weight is not None else d.size
+    if not np.isfinite(w).all() or denominator == 0.0:
+        return base
+    terms = float(np.max(np.abs(2 * d * w))) * d.size / min(x64.size, y64.size) / denominator
+    if weight is not None and reduction == "mean":
+        terms = max(terms, float(np.max(d * d)) / denominator)
+    eps = float(ml_dtypes.finfo(np.asarray(x).dtype).eps)
+    return Tol(base.rtol, base.atol + 16 * eps * terms) if np.isfinite(terms) else base
 
 
 def _mse_samples(rng):
@@ -199,12 +214,20 @@ def _mse_samples(rng):
         weight = np.array([w], np.float32)
         yield SampleInput(
             (x, y), {"weight": weight}, grad_args=(0, 1, "weight"),
-            grad_tol=_weighted_mean_grad_tol(x, y, weight),
+            grad_tol=_mse_grad_tol(x, y, weight, "mean", MSE_TOL),
             name=f"fuzz regression: one element, weight {w:g}",
             skip={"jvp": "the weight's tangent cancels terms of size d^2/sum(w) that forward and "
                   "reverse mode round differently; the check's scale, sum |grad * tangent|, "
                   "sees only the cancelled result (the VJP is checked against torch above)"},
         )
+    # Fuzz regression: a bfloat16 input broadcast over a target 1000x larger; its
+    # gradient sums terms of size 40 that cancel to 0.13, below their rounding.
+    x = np.array([[0.125977, -0.131836]], ml_dtypes.bfloat16)
+    y = np.array([[34.5, 82], [33, -130], [90.5, 44.75]], ml_dtypes.bfloat16)
+    yield SampleInput(
+        (x, y), name="fuzz regression: bfloat16 broadcast gradient cancels",
+        fwd_tol=HALF_TOL["bfloat16"], grad_tol=_mse_grad_tol(x, y, None, "mean", HALF_TOL["bfloat16"]),
+    )
     yield SampleInput(
         (randn(rng, 3, 4), rng.integers(-2, 2, (3, 4))), name="integer target promotes",
     )
@@ -228,21 +251,23 @@ def _mse_strategy():
         full = draw(S.shapes((0, 4), 0, 4))
         partner = draw(S.broadcast_partner(full))
         x_shape, y_shape = (partner, full) if draw(st.booleans()) else (full, partner)
-        x = draw(S.float_arrays(x_shape))
+        dtype = draw(st.sampled_from(("float32", "float32", "float16", "bfloat16")))
+        x = draw(S.float_arrays(x_shape, S.FLOAT_DTYPES[dtype]))
         if draw(st.booleans()):
-            y = draw(S.float_arrays(y_shape))
+            y = draw(S.float_arrays(y_shape, S.FLOAT_DTYPES[dtype]))
         else:
             y = draw(S.int_arrays(y_shape, -3, 3))
         reduction = draw(st.sampled_from(("mean", "sum", "none")))
         kwargs = {"reduction": reduction}
-        name = f"fuzz {list(x_shape)} vs {y.dtype}{list(y_shape)} {reduction}"
-        grad_tol = None
+        name = f"fuzz {dtype}{list(x_shape)} vs {y.dtype}{list(y_shape)} {reduction}"
+        fwd_tol = HALF_TOL.get(dtype)
         if draw(st.booleans()):
-            kwargs["weight"] = np.abs(draw(S.float_arrays(x_shape)))
+            kwargs["weight"] = np.abs(draw(S.float_arrays(x_shape, S.FLOAT_DTYPES[dtype])))
             name += " weighted"
-            if reduction == "mean":
-                grad_tol = _weighted_mean_grad_tol(x, y, kwargs["weight"])
-        return SampleInput((x, y), kwargs, grad_args=(0, 1, "weight"), name=name, grad_tol=grad_tol)
+        grad_tol = _mse_grad_tol(x, y, kwargs.get("weight"), reduction, HALF_TOL.get(dtype, MSE_TOL))
+        return SampleInput(
+            (x, y), kwargs, grad_args=(0, 1, "weight"), name=name, fwd_tol=fwd_tol, grad_tol=grad_tol
+        )
 
     return draw()
 
@@ -295,9 +320,8 @@ OPS = [
         error_inputs=_mse_errors,
         grad_args=(0, 1),
         formula="l_n = w_n (x_n - y_n)^2; mean = sum(l) / sum(w)",
-        # Reductions of at most a few hundred terms summed in a different order.
-        fwd_tol=Tol(1e-5, 1e-6),
-        grad_tol=Tol(1e-5, 1e-6),
+        fwd_tol=MSE_TOL,
+        grad_tol=MSE_TOL,
         torch_name="torch.nn.functional.mse_loss",
         strategy=_mse_strategy,
     ),
