@@ -53,7 +53,9 @@ def _batch_norm_samples(rng):
     yield _bn_sample(rng, (4, 3, 3), True, "eps 1e-1", eps=0.1)
     yield _bn_sample(rng, (4, 3, 3), False, "eval eps 0", eps=0.0)
     yield _bn_sample(rng, (1, 3, 4), True, "N=1, spatial 4")
-    yield _bn_sample(rng, (2, 3), True, "two values per channel")
+    # n = 2: the exact input gradient is O(eps / var), a cancellation of O(1) terms; torch's
+    # float32 backward is off by ~3e-6 there (jaxops ~6e-7 from a float64 reference).
+    yield _bn_sample(rng, (2, 3), True, "two values per channel", grad_tol=Tol(1e-5, 1e-5))
     yield _bn_sample(rng, (5, 1, 2, 2), True, "C=1")
     # Positional weight, bias, training, momentum, eps.
     x, (rm, rv), aff = randn(rng, 3, 2, 4), _stats(rng, 2), _affine(rng, 2)
