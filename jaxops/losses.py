@@ -89,6 +89,27 @@ def mse_loss(
 
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _pick(x: jax.Array, t: jax.Array, axis: int) -> jax.Array:
+    """``x`` at index ``t`` along ``axis`` (indices clipped into range).
+
+    A gather forward; the tangent is a one-hot select-and-sum, so the gradient is
+    an element-wise select that fuses with the softmax gradient instead of a
+    scatter-add.
+    """
+    if x.shape[axis] == 0:
+        return jnp.zeros(t.shape, x.dtype)
+    idx = jnp.expand_dims(jnp.clip(t, 0, x.shape[axis] - 1), axis)
+    return jnp.squeeze(jnp.take_along_axis(x, idx, axis=axis, mode="clip"), axis)
+
+
+@_pick.defjvp
+def _pick_jvp(axis: int, primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+    x, t = primals
+    onehot = lax.broadcasted_iota(t.dtype, x.shape, axis) == jnp.expand_dims(t, axis)
+    return _pick(x, t, axis), jnp.sum(jnp.where(onehot, tangents[0], 0), axis=axis)
+
+
 @functools.partial(
     jax.jit, static_argnames=("ignore_index", "reduction", "label_smoothing", "probabilities")
 )
@@ -109,7 +130,8 @@ def _cross_entropy(
     # log_softmax(x) = z - log(s) with z = x - max: never overflows, and the max
     # carries no gradient because the result does not depend on it. The losses
     # below are written with z and log(s) so log_softmax is never materialised.
-    z = xf - lax.stop_gradient(jnp.max(xf, axis=cd, keepdims=True))
+    m = lax.stop_gradient(jnp.max(xf, axis=cd))
+    z = xf - jnp.expand_dims(m, cd)
     log_s = jnp.log(jnp.sum(jnp.exp(z), axis=cd))
     wb = None
     if weight is not None:
@@ -131,9 +153,7 @@ def _cross_entropy(
         return total.astype(out_dtype)
 
     t = target
-    classes = lax.broadcasted_iota(t.dtype, x.shape, cd)
-    picked = jnp.sum(jnp.where(classes == jnp.expand_dims(t, cd), z, 0), axis=cd)
-    nll = log_s - picked  # -log_softmax at the target class
+    nll = log_s - (_pick(xf, t, cd) - m)  # -log_softmax at the target class
     in_range = (t >= 0) & (t < c)
     ignored = jnp.zeros(t.shape, bool) if ignore_index is None else t == ignore_index
     if weight is None:
