@@ -63,19 +63,23 @@ def _batch_norm(
         if n * spatial == 0:  # torch: empty output, running statistics untouched
             return BatchNormOutput(x, running_mean, running_var)
         count = n * spatial * (1 if axis_name is None else lax.axis_size(axis_name))
-        # Shift by one sample of each channel before summing: exact for constant
-        # channels and free of cancellation under a large common offset. The
-        # result does not depend on the shift, so it carries no gradient.
-        pivot = lax.stop_gradient(x3[0, :, 0])
+        # Shifted sums: each (sample, channel) row is summed relative to its first
+        # value q, and the rows are combined relative to the channel's pivot p, so
+        # every term is a small difference: a constant channel is exact, and a large
+        # common offset costs no precision. (Per-row pivots keep the subtraction a
+        # trailing broadcast, which XLA:CPU fuses into the reductions.) The result
+        # does not depend on the shifts, so they carry no gradient.
+        q = lax.stop_gradient(x3[:, :, 0])  # (N, C)
+        pivot = q[0]
         if axis_name is not None:
-            pivot = lax.pmax(pivot, axis_name)  # one shift on every shard; exact selection
-        d = x3 - _channels(pivot, shape3)
-        s1 = jnp.sum(d, axis=(0, 2))
+            pivot = lax.pmax(pivot, axis_name)  # one pivot on every shard; exact selection
+        s1 = jnp.sum(spatial * (q - pivot) + jnp.sum(x3 - q[:, :, None], axis=2), axis=0)
         if axis_name is not None:
             s1 = lax.psum(s1, axis_name)
-        shift_mean = s1 / count
-        centered = d - _channels(shift_mean, shape3)
-        m2 = jnp.sum(jnp.square(centered), axis=(0, 2))  # second pass: sum of squared deviations
+        shift_mean = s1 / count  # mean - pivot
+        # Second pass: squared deviations from the mean, x - mean = (x - q) - (mean - q).
+        centered = (x3 - q[:, :, None]) - ((pivot - q) + shift_mean)[:, :, None]
+        m2 = jnp.sum(jnp.square(centered), axis=(0, 2))
         if axis_name is not None:
             m2 = lax.psum(m2, axis_name)
         scale = lax.rsqrt(m2 / count + eps)  # normalise with the biased variance
