@@ -70,6 +70,7 @@ def _batch_norm(
         # trailing broadcast, which XLA:CPU fuses into the reductions.) The result
         # does not depend on the shifts, so they carry no gradient.
         q = lax.stop_gradient(x3[:, :, 0])  # (N, C)
+        q = jnp.where(jnp.isfinite(q), q, 0)  # an inf/NaN shift must not turn an inf mean into NaN
         pivot = q[0]
         if axis_name is not None:
             pivot = lax.pmax(pivot, axis_name)  # one pivot on every shard; exact selection

@@ -72,7 +72,7 @@ def _batch_norm_samples(rng):
     yield _bn_sample(rng, (4, 3, 6), False, "eval offset 1e4", offset=1e4, fwd_tol=Tol(1e-5, 2e-3))
     for training in (True, False):
         x = randn(rng, 3, 4, 5)
-        x[1, 0, 2], x[2, 1, 0], x[0, 2, 3] = np.nan, np.inf, -np.inf
+        x[1, 0, 2], x[2, 1, 0], x[0, 2, 3] = np.nan, np.inf, -np.inf  # inf first in its row: a shift
         rm, rv = _stats(rng, 4)
         yield SampleInput((x, rm, rv), dict(_affine(rng, 4), training=training), name=f"nan/±inf channels {training}")
         yield SampleInput((np.zeros((0, 3, 4), np.float32), *_stats(rng, 3)), dict(_affine(rng, 3), training=training),
