@@ -171,7 +171,8 @@ def batch_norm(
     used and returned unchanged.
 
     The statistics are computed in at least float32 (half-precision inputs too)
-    by two passes over the data, shifted by one sample of each channel: a
+    by two passes over the data (sums of differences from one sample of each
+    row, then squared deviations from the mean): a
     constant channel gives exactly ``bias``, and a large common offset (say
     ``1e4``) costs no precision.
 

@@ -73,22 +73,23 @@ def cases(quick: bool) -> list[Case]:
     jl, jt = jnp.asarray(logits), jnp.asarray(labels)
     tl, tt = torch.from_numpy(logits), torch.from_numpy(labels)
 
-    def ce(a):
-        return jaxops.cross_entropy(a, jt, label_smoothing=0.1)
+    # Labels are arguments, not closed-over constants, so XLA cannot fold them into the program.
+    def ce(a, t):
+        return jaxops.cross_entropy(a, t, label_smoothing=0.1)
 
-    def t_ce(a):
-        return F.cross_entropy(a, tt, label_smoothing=0.1)
+    def t_ce(a, t):
+        return F.cross_entropy(a, t, label_smoothing=0.1)
 
-    def naive_ce(a):
-        return _naive_cross_entropy(a, jt, label_smoothing=0.1)
+    def naive_ce(a, t):
+        return _naive_cross_entropy(a, t, label_smoothing=0.1)
 
     out += [
         Case("cross_entropy", f"({n}, {k}) label_smoothing=0.1", "fwd", lambda: {
-            "jaxops": jax_impl(ce, jl), "torch": torch_fwd(t_ce, tl), "lax": jax_impl(naive_ce, jl),
+            "jaxops": jax_impl(ce, jl, jt), "torch": torch_fwd(t_ce, tl, tt), "lax": jax_impl(naive_ce, jl, jt),
         }),
         Case("cross_entropy", f"({n}, {k}) label_smoothing=0.1", "fwd+bwd", lambda: {
-            "jaxops": jax_fwd_bwd(ce, (jl,), (0,)), "torch": torch_fwd_bwd(t_ce, (tl,), (0,)),
-            "lax": jax_fwd_bwd(naive_ce, (jl,), (0,)),
+            "jaxops": jax_fwd_bwd(ce, (jl, jt), (0,)), "torch": torch_fwd_bwd(t_ce, (tl, tt), (0,)),
+            "lax": jax_fwd_bwd(naive_ce, (jl, jt), (0,)),
         }),
     ]
 
@@ -99,22 +100,22 @@ def cases(quick: bool) -> list[Case]:
     js, jst = jnp.asarray(s_logits), jnp.asarray(s_labels)
     ts, tst = torch.from_numpy(s_logits), torch.from_numpy(s_labels)
 
-    def seg_ce(a):
-        return jaxops.cross_entropy(a, jst, ignore_index=255)
+    def seg_ce(a, t):
+        return jaxops.cross_entropy(a, t, ignore_index=255)
 
-    def t_seg_ce(a):
-        return F.cross_entropy(a, tst, ignore_index=255)
+    def t_seg_ce(a, t):
+        return F.cross_entropy(a, t, ignore_index=255)
 
-    def naive_seg_ce(a):
-        return _naive_cross_entropy(a, jst, ignore_index=255)
+    def naive_seg_ce(a, t):
+        return _naive_cross_entropy(a, t, ignore_index=255)
 
     out += [
         Case("cross_entropy", f"segmentation {seg} ignore_index=255", "fwd", lambda: {
-            "jaxops": jax_impl(seg_ce, js), "torch": torch_fwd(t_seg_ce, ts), "lax": jax_impl(naive_seg_ce, js),
+            "jaxops": jax_impl(seg_ce, js, jst), "torch": torch_fwd(t_seg_ce, ts, tst), "lax": jax_impl(naive_seg_ce, js, jst),
         }),
         Case("cross_entropy", f"segmentation {seg} ignore_index=255", "fwd+bwd", lambda: {
-            "jaxops": jax_fwd_bwd(seg_ce, (js,), (0,)), "torch": torch_fwd_bwd(t_seg_ce, (ts,), (0,)),
-            "lax": jax_fwd_bwd(naive_seg_ce, (js,), (0,)),
+            "jaxops": jax_fwd_bwd(seg_ce, (js, jst), (0,)), "torch": torch_fwd_bwd(t_seg_ce, (ts, tst), (0,)),
+            "lax": jax_fwd_bwd(naive_seg_ce, (js, jst), (0,)),
         }),
     ]
     return out
