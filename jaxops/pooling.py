@@ -134,14 +134,26 @@ def _pad_to_windows(x: jax.Array, cfg: _Pool, value: Any) -> jax.Array:
     return lax.pad(x, jnp.array(value, x.dtype), ((0, 0, 0), (0, 0, 0), (ph, hi_h, 0), (pw, hi_w, 0)))
 
 
+def _window_padding(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, tuple]:
+    """``x`` and the padding for ``reduce_window`` so that the windows tile exactly ``out_hw``.
+
+    The padding goes to ``reduce_window`` itself (an explicit pad costs a pass over
+    the input, forward and backward); only a negative high side (the last window
+    ending before the input does) is cropped first.
+    """
+    hi_h, hi_w = cfg.pad_hi(0), cfg.pad_hi(1)
+    xs = x[:, :, : x.shape[2] + min(hi_h, 0), : x.shape[3] + min(hi_w, 0)]
+    return xs, ((0, 0), (0, 0), (cfg.padding[0], max(hi_h, 0)), (cfg.padding[1], max(hi_w, 0)))
+
+
 # ------------------------------------------------------------------ max_pool2d
 
 
 def _reduce_window_max(x: jax.Array, cfg: _Pool) -> jax.Array:
-    xp = _pad_to_windows(x, cfg, _lowest(x.dtype))
+    xs, pads = _window_padding(x, cfg)
     return lax.reduce_window(
-        xp, jnp.array(_lowest(x.dtype), x.dtype), lax.max,
-        (1, 1) + cfg.kernel, (1, 1) + cfg.stride, "VALID", window_dilation=(1, 1) + cfg.dilation,
+        xs, np.array(_lowest(x.dtype), x.dtype), lax.max,
+        (1, 1) + cfg.kernel, (1, 1) + cfg.stride, pads, window_dilation=(1, 1) + cfg.dilation,
     )
 
 
@@ -489,10 +501,9 @@ def _avg_pool2d(
     divisor = _avg_divisor(cfg, count_include_pad, divisor_override)
     floating = jnp.issubdtype(x.dtype, jnp.floating)
     acc = jnp.promote_types(x.dtype, jnp.float32) if floating else x.dtype
-    xp = _pad_to_windows(x.astype(acc), cfg, 0)
-    total = lax.reduce_window(
-        xp, jnp.array(0, acc), lax.add, (1, 1) + cfg.kernel, (1, 1) + cfg.stride, "VALID"
-    )
+    xs, pads = _window_padding(x.astype(acc), cfg)
+    # A NumPy init value lets lax recognise the sum monoid, which is differentiable.
+    total = lax.reduce_window(xs, np.array(0, acc), lax.add, (1, 1) + cfg.kernel, (1, 1) + cfg.stride, pads)
     if floating:
         return (total / jnp.asarray(divisor, acc)).astype(x.dtype)
     return lax.div(total, jnp.asarray(divisor, acc))  # C++ integer division truncates, as torch's
