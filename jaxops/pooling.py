@@ -217,7 +217,8 @@ def _gather_planes(t: jax.Array, flat: jax.Array) -> jax.Array:
     """``t[n, c].ravel()[flat[n, c]]`` per plane; out-of-range indices read 0."""
     n, c, h, w = t.shape
     planes = t.reshape(n * c, h * w)
-    got = jnp.take_along_axis(planes, flat.reshape(n * c, -1), axis=1, mode="fill", fill_value=0)
+    got = jnp.take_along_axis(planes, flat.reshape(n * c, flat.shape[2] * flat.shape[3]), axis=1,
+                              mode="fill", fill_value=0)
     return got.reshape(flat.shape)
 
 
@@ -439,7 +440,9 @@ def max_unpool2d(
         jaxops checks this only under :func:`jaxops.checked`; otherwise (inside
         ``jit``) such an index is ignored: its value is dropped (the output keeps
         zero there) and its gradient is zero. Repeated indices: the last one in
-        row-major input order is written, as in torch. The gradient is torch's
+        row-major input order is written (torch writes them in parallel, so its
+        choice depends on thread scheduling unless the values agree, as they do
+        coming from :func:`max_pool2d`). The gradient is torch's
         (a gather: every repeat of an index receives that position's cotangent);
         forward mode is its transpose, so repeats' tangents are summed where
         torch's forward-mode AD keeps the last one. torch accepts non-positive
@@ -506,7 +509,8 @@ def _avg_pool2d(
     total = lax.reduce_window(xs, np.array(0, acc), lax.add, (1, 1) + cfg.kernel, (1, 1) + cfg.stride, pads)
     if floating:
         return (total / jnp.asarray(divisor, acc)).astype(x.dtype)
-    return lax.div(total, jnp.asarray(divisor, acc))  # C++ integer division truncates, as torch's
+    # Integer division truncating towards zero, as torch's C++ does.
+    return lax.div(total, jnp.broadcast_to(jnp.asarray(divisor, acc), total.shape))
 
 
 def avg_pool2d(
