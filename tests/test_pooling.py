@@ -170,3 +170,20 @@ def test_strategy_draws_valid_samples_matching_torch(name):
         assert all(c.ok for c in comparisons), (sample, [c.message for c in comparisons])
 
     check()
+
+
+@pytest.mark.parametrize("kwargs", MAX_CONFIGS + [dict(kernel_size=2, dilation=3, padding=1)])
+def test_argmax_paths_agree(kwargs):
+    """The fused (small windows) and separable (large windows) argmax scans pick the same element."""
+    from jaxops import pooling
+
+    x = np.round(_x(2, 2, 7, 8))
+    x[0, 0, ::3, ::2] = np.nan
+    x[1, 1] = -np.inf
+    x = jnp.asarray(x)
+    cfg = pooling._pool_config("max_pool2d", x, kwargs["kernel_size"], kwargs.get("stride"),
+                               kwargs.get("padding", 0), kwargs.get("dilation", 1), kwargs.get("ceil_mode", False))
+    v1, i1 = pooling._argmax_window(x, cfg)
+    v2, i2 = pooling._argmax_separable(x, cfg)
+    np.testing.assert_array_equal(i1, i2)
+    np.testing.assert_array_equal(v1, v2)
