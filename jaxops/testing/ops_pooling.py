@@ -351,9 +351,9 @@ OPS = [
         formula="out[n,c,i,j] = max_{a,b} x_pad[n,c, s*i + d*a, s*j + d*b]; first max, last NaN",
         # Values and indices are copies of input elements: exact. Gradients are
         # the cotangent scattered (summed where windows share their argmax) in the
-        # same order as torch's loop.
+        # same order as torch's loop: exact too.
         fwd_tol=EXACT,
-        grad_tol=Tol(1e-6, 1e-7),
+        grad_tol=EXACT,
         torch_name="torch.nn.functional.max_pool2d",
         strategy=_max_pool_strategy,
     ),
