@@ -69,26 +69,39 @@ def _check_input(op: str, input: Any, integer_ok: bool = True) -> jax.Array:
     _utils.check_array(op, "input", input)
     x = jnp.asarray(input)
     if x.dtype == jnp.bool_ or jnp.issubdtype(x.dtype, jnp.complexfloating):
-        raise _utils.fail(op, f"input must have a real floating or integer dtype, got {x.dtype}", TypeError)
+        raise _utils.fail(
+            op, f"input must have a real floating or integer dtype, got {x.dtype}", TypeError
+        )
     if not integer_ok and not jnp.issubdtype(x.dtype, jnp.floating):
         raise _utils.fail(op, f"input must have a floating dtype, got {x.dtype}", TypeError)
     if x.ndim not in (3, 4):
-        raise _utils.fail(op, f"input must have 3 (C, H, W) or 4 (N, C, H, W) dimensions, got shape {x.shape}")
+        raise _utils.fail(
+            op, f"input must have 3 (C, H, W) or 4 (N, C, H, W) dimensions, got shape {x.shape}"
+        )
     if 0 in x.shape[-3:]:
         raise _utils.fail(
-            op, f"input must have non-zero channel and spatial sizes (only the batch may be empty), got shape {x.shape}"
+            op,
+            "input must have non-zero channel and spatial sizes (only the batch may be empty), "
+            f"got shape {x.shape}",
         )
     return x
 
 
 def _stride(op: str, stride: Any, kernel: tuple[int, int]) -> tuple[int, int]:
-    if stride is None or (isinstance(stride, Sequence) and not isinstance(stride, str) and len(stride) == 0):
+    empty = isinstance(stride, Sequence) and not isinstance(stride, str) and len(stride) == 0
+    if stride is None or empty:
         return kernel
     return _utils.as_tuple(op, "stride", stride)
 
 
 def _pool_config(
-    op: str, x: jax.Array, kernel_size: Any, stride: Any, padding: Any, dilation: Any, ceil_mode: Any
+    op: str,
+    x: jax.Array,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil_mode: Any,
 ) -> _Pool:
     kernel = _utils.as_tuple(op, "kernel_size", kernel_size)
     _utils.check_positive(op, "kernel_size", kernel)
@@ -102,7 +115,8 @@ def _pool_config(
         raise _utils.fail(op, f"padding (={pad}) must be at most half of kernel_size (={kernel})")
     in_hw = (int(x.shape[-2]), int(x.shape[-1]))
     out_hw = tuple(
-        _out_size(n, k, s, p, d, bool(ceil_mode)) for n, k, s, p, d in zip(in_hw, kernel, stride_, pad, dil)
+        _out_size(n, k, s, p, d, bool(ceil_mode))
+        for n, k, s, p, d in zip(in_hw, kernel, stride_, pad, dil)
     )
     if min(out_hw) < 1:
         raise _utils.fail(
@@ -131,7 +145,8 @@ def _index_dtype() -> Any:
 def _pad_to_windows(x: jax.Array, cfg: _Pool, value: Any) -> jax.Array:
     """Pads (or crops) H and W so that the windows tile exactly ``out_hw``."""
     (ph, pw), hi_h, hi_w = cfg.padding, cfg.pad_hi(0), cfg.pad_hi(1)
-    return lax.pad(x, jnp.array(value, x.dtype), ((0, 0, 0), (0, 0, 0), (ph, hi_h, 0), (pw, hi_w, 0)))
+    config = ((0, 0, 0), (0, 0, 0), (ph, hi_h, 0), (pw, hi_w, 0))
+    return lax.pad(x, jnp.array(value, x.dtype), config)
 
 
 def _window_padding(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, tuple]:
@@ -198,7 +213,8 @@ def _argmax_window(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
     xp = _pad_to_windows(x, cfg, low)
     row0, col0 = _first_in_bounds(oh, sh, ph, dh), _first_in_bounds(ow, sw, pw, dw)
     best = jnp.full((n, c, oh, ow), low)
-    flat = jnp.broadcast_to(jnp.asarray(row0[:, None] * w_in + col0[None, :], jnp.int32), (n, c, oh, ow))
+    start = jnp.asarray(row0[:, None] * w_in + col0[None, :], jnp.int32)
+    flat = jnp.broadcast_to(start, (n, c, oh, ow))
     base = (np.arange(oh) * sh - ph)[:, None] * w_in + (np.arange(ow) * sw - pw)[None, :]
     for i in range(kh):
         for j in range(kw):
@@ -235,7 +251,8 @@ def _argmax_separable(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
     # Along H: the best row of each window; the flat index combines row and column.
     row0 = _first_in_bounds(oh, sh, cfg.padding[0], dh)
     best = jnp.full((n, c, oh, ow), low)
-    flat = jnp.broadcast_to(jnp.asarray(row0[:, None] * w_in + col0[None, :], idx_t), (n, c, oh, ow))
+    start = jnp.asarray(row0[:, None] * w_in + col0[None, :], idx_t)
+    flat = jnp.broadcast_to(start, (n, c, oh, ow))
     oh_start = np.arange(oh) * sh - cfg.padding[0]
     for i in range(kh):
         lo, hi = (0, 0, i * dh, 0), (n, c, i * dh + (oh - 1) * sh + 1, ow)
@@ -360,7 +377,10 @@ def max_pool2d(
 
 
 def _scatter_planes(values: jax.Array, flat: jax.Array, size: int, combine: str) -> jax.Array:
-    """Per (n, c) plane, writes ``values`` at ``flat`` into zeros of ``size``; invalid indices drop."""
+    """Per (n, c) plane, writes ``values`` at ``flat`` into zeros of ``size``.
+
+    Indices outside ``[0, size)`` (negative ones included) are dropped.
+    """
     n, c = values.shape[:2]
     valid = (flat >= 0) & (flat < size)
     target = jnp.where(valid, flat, size).reshape(n * c, -1)  # ``size`` is out of range: dropped
@@ -409,16 +429,22 @@ def _unpool_output_size(
         size = default
     else:
         if not isinstance(output_size, Sequence) or isinstance(output_size, str):
-            raise _utils.fail(op, f"output_size must be a sequence of 2 or 4 ints, got {output_size!r}", TypeError)
+            raise _utils.fail(
+                op, f"output_size must be a sequence of 2 or 4 ints, got {output_size!r}", TypeError
+            )
         items = tuple(_utils.as_int(op, "output_size", v) for v in output_size)
         if len(items) == 4:
             items = items[2:]
         if len(items) != 2:
-            raise _utils.fail(op, f"output_size must have 2 or 4 elements, got {len(items)}: {output_size!r}")
+            raise _utils.fail(
+                op, f"output_size must have 2 or 4 elements, got {len(items)}: {output_size!r}"
+            )
         for dim, (want, d, s) in enumerate(zip(items, default, stride)):
             if not d - s < want < d + s:
                 raise _utils.fail(
-                    op, f"output_size (={items}) is invalid: dim {dim} must be strictly between {d - s} and {d + s}"
+                    op,
+                    f"output_size (={items}) is invalid: dim {dim} must be strictly between "
+                    f"{d - s} and {d + s}",
                 )
         size = items
     for dim, v in enumerate(size):
@@ -467,7 +493,7 @@ def max_unpool2d(
     Example:
         >>> y, i = jaxops.max_pool2d(jnp.arange(16.0).reshape(1, 1, 4, 4), 2, return_indices=True)
         >>> jaxops.max_unpool2d(y, i, 2)[0, 0, 1]
-        Array([ 0.,  5.,  0.,  7.], dtype=float32)
+        Array([0., 5., 0., 7.], dtype=float32)
 
     Note:
         Data-dependent check: torch raises for an index outside ``[0, H_out * W_out)``.
@@ -540,7 +566,9 @@ def _avg_pool2d(
     acc = jnp.promote_types(x.dtype, jnp.float32) if floating else x.dtype
     xs, pads = _window_padding(x.astype(acc), cfg)
     # A NumPy init value lets lax recognise the sum monoid, which is differentiable.
-    total = lax.reduce_window(xs, np.array(0, acc), lax.add, (1, 1) + cfg.kernel, (1, 1) + cfg.stride, pads)
+    total = lax.reduce_window(
+        xs, np.array(0, acc), lax.add, (1, 1) + cfg.kernel, (1, 1) + cfg.stride, pads
+    )
     if floating:
         return (total / jnp.asarray(divisor, acc)).astype(x.dtype)
     # Integer division truncating towards zero, as torch's C++ does.
