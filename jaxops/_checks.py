@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import checkify
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -99,6 +100,10 @@ def _raise_error(err: checkify.Error) -> None:
     err.throw()
 
 
+def _is_array(leaf: Any) -> bool:
+    return isinstance(leaf, (jax.Array, np.ndarray, np.generic))
+
+
 def checked(fn: F) -> F:
     """Wraps ``fn`` so jaxops' data-dependent errors raise, as torch's do.
 
@@ -106,12 +111,13 @@ def checked(fn: F) -> F:
     validates at run time (class indices, RoI batch indices, unpooling
     indices). Built on ``jax.experimental.checkify``:
 
-    * ``jaxops.checked(f)(...)`` and ``jaxops.checked(jax.jit(f))(...)`` (jit
-      inside) run ``f``, then raise ``checkify.JaxRuntimeError`` (a
-      ``ValueError``) whose message starts with ``jaxops.<op>:`` and names the
-      offending value. Functions jitted inside ``f`` are traced separately for
-      checked and unchecked calls, so a trace never carries checks into, or
-      misses them from, the other mode.
+    * ``jaxops.checked(f)(...)`` compiles ``f`` with its checks (once per
+      signature, like ``jax.jit``: array arguments are traced, every other
+      argument is static), runs it, then raises ``checkify.JaxRuntimeError``
+      (a ``ValueError``) whose message starts with ``jaxops.<op>:`` and names
+      the offending value. ``f`` may itself be jitted. Functions jitted inside
+      ``f`` are traced separately for checked and unchecked calls, so a trace
+      never carries checks into, or misses them from, the other mode.
     * ``jax.jit(jaxops.checked(f))`` (jit outside) raises when the compiled
       computation runs, through a host callback: the error surfaces as
       ``jax.errors.JaxRuntimeError`` whose message contains the same text.
@@ -129,16 +135,35 @@ def checked(fn: F) -> F:
         A function with ``fn``'s signature and outputs.
 
     Example:
-        >>> safe_loss = jaxops.checked(jax.jit(jaxops.cross_entropy))
+        >>> safe_loss = jaxops.checked(jaxops.cross_entropy)
         >>> safe_loss(logits, jnp.array([0, 7]))  # 7 >= num classes: raises
     """
     checkified = checkify.checkify(fn, errors=checkify.user_checks)
+
+    @functools.partial(jax.jit, static_argnums=(0, 1))
+    def compiled(treedef: Any, static: tuple[Any, ...], *arrays: Any) -> Any:
+        it = iter(arrays)
+        leaves = [next(it) if leaf is _ARRAY else leaf for leaf in static]
+        args, kwargs = jax.tree_util.tree_unflatten(treedef, leaves)
+        return checkified(*args, **kwargs)
+
+    def run(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # checkify re-traces and interprets fn eagerly on every call; compiling
+        # it (cached on the signature, the static arguments and the check flag)
+        # costs one dispatch instead.
+        leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
+        static = tuple(_ARRAY if _is_array(leaf) else leaf for leaf in leaves)
+        try:
+            hash(static)
+        except TypeError:  # an unhashable non-array argument: interpret instead
+            return checkified(*args, **kwargs)
+        return compiled(treedef, static, *[leaf for leaf in leaves if _is_array(leaf)])
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         outer = checks_enabled()
         with _enabled():
-            err, out = checkified(*args, **kwargs)
+            err, out = run(args, kwargs)
         if not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(err)):
             err.throw()
         elif outer:
@@ -148,3 +173,13 @@ def checked(fn: F) -> F:
         return out
 
     return wrapper  # type: ignore[return-value]
+
+
+class _ArrayMarker:
+    """Stands for an array argument in the static part of a call's signature."""
+
+    def __repr__(self) -> str:
+        return "<array>"
+
+
+_ARRAY = _ArrayMarker()
