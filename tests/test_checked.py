@@ -315,3 +315,24 @@ def test_data_dependent_errors_under_grad_and_vmap(name):
     with pytest.raises(CHECKED_ERROR, match=message):
         jaxops.checked(jax.vmap(loss))(jnp.stack([x, x]))
     assert np.isfinite(jax.grad(loss)(x)).all() or name == "cross_entropy"  # unchecked: no error
+
+
+def test_checked_compiles_once_per_signature():
+    traces = []
+
+    def f(x, index, scale=1.0):
+        traces.append(scale)
+        return toy_take(x, index) * scale
+
+    g = jaxops.checked(f)
+    for _ in range(3):
+        np.testing.assert_array_equal(g(X, GOOD), [1.0, 4.0, 2.0])
+    assert traces == [1.0]  # not re-traced (checkify alone re-traces and interprets every call)
+    np.testing.assert_array_equal(g(X, GOOD, scale=2.0), [2.0, 8.0, 4.0])  # non-array arguments are static
+    np.testing.assert_array_equal(g(X, jnp.array([2])), [3.0])
+    assert traces == [1.0, 2.0, 1.0]
+    with pytest.raises(CHECKED_ERROR, match=MESSAGE):
+        g(X, BAD)
+    assert len(traces) == 3
+    h = jaxops.checked(lambda x, index, opts: f(x, index, opts["scale"][0]))
+    np.testing.assert_array_equal(h(X, GOOD, {"scale": [3.0]}), [3.0, 12.0, 6.0])  # pytrees of static leaves
