@@ -11,7 +11,7 @@ import hypothesis
 # (JAXOPS_FUZZ_EXAMPLES overrides its example count; failures are replayed
 # from the local .hypothesis/ database on the next run.)
 hypothesis.settings.register_profile(
-    "ci", max_examples=12, deadline=None, derandomize=True, database=None, print_blob=True
+    "ci", max_examples=10, deadline=None, derandomize=True, database=None, print_blob=True
 )
 hypothesis.settings.register_profile(
     "long",

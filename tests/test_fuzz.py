@@ -40,23 +40,9 @@ def check(info, sample) -> list[str]:
     return [f"{c.what}: {c.message}" for c in comparisons if not c.ok]
 
 
-# Counterexamples among the ci profile's (derandomized, so fixed) examples that
-# wait for their op's owner, each with its configuration. Strict: the entry must
-# go when the fix lands. Other profiles ignore this list.
-KNOWN_CI_FAILURES = {
-    "batch_norm": (
-        "fuzz (2, 1): x = [[5.0012574], [4.998679]], training, eps=1e-5: grad[0] -32.37133 vs torch "
-        "-32.37032 (rtol 1e-5). The strategy's offset data need the gradient tolerance of the "
-        "'offset 1e4' samples (torch's float32 x - mean loses ~ulp(offset))"
-    ),
-}
-
-
 @pytest.mark.parametrize("name", sorted(REGISTRY))
-def test_fuzz_matches_torch(name, request):
+def test_fuzz_matches_torch(name):
     info = REGISTRY[name]
-    if name in KNOWN_CI_FAILURES and settings.default == settings.get_profile("ci"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=KNOWN_CI_FAILURES[name]))
     if info.strategy is None:
         pytest.skip(f"{name} has no strategy: tests/test_registry_coverage.py fails for it")
 
