@@ -148,14 +148,102 @@ def _conv_dense(x, w, stride, pads, dilation, groups):
     return out.transpose(0, 3, 1, 2)
 
 
+def _conv_taps(x, w, stride, pads, dilation, groups):
+    """The same conv as :func:`_conv_dense`, as one matmul per kernel tap (NHWC inside).
+
+    Slower forward than XLA's convolution, but its transpose with respect to
+    ``w`` is one ``(C_in, N*H*W) @ (N*H*W, C_out)`` matmul per tap, where XLA:CPU
+    runs JAX's native weight-gradient convolutions (a kernel the size of the
+    image, often with a reversed window) through a slow generic loop.
+    """
+    n = x.shape[0]
+    kh, kw = w.shape[2:]
+    (sh, sw), (dh, dw) = stride, dilation
+    ho = _out_size(x.shape[2], kh, sh, dh, *pads[0])
+    wo = _out_size(x.shape[3], kw, sw, dw, *pads[1])
+    xp = _pad_zeros(x.transpose(0, 2, 3, 1), pads, (1, 2))
+    c, o = xp.shape[3], w.shape[0]
+    wt = w.reshape(groups, o // groups, c // groups, kh, kw)
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            piece = lax.slice(
+                xp, (0, i * dh, j * dw, 0), (n, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, c), (1, sh, sw, 1)
+            ).reshape(n, ho, wo, groups, c // groups)
+            # (N, Ho, Wo, g, I/g) x (g, O/g, I/g) -> (g, N, Ho, Wo, O/g)
+            term = lax.dot_general(
+                piece, wt[:, :, :, i, j], (((4,), (2,)), ((3,), (0,))), precision=lax.Precision.HIGHEST
+            )
+            out = term if out is None else out + term
+    return out.transpose(1, 0, 4, 2, 3).reshape(n, o, ho, wo)
+
+
+def _is_depthwise(x, w, groups) -> bool:
+    return groups > 1 and groups == x.shape[1] and w.shape[1] == 1
+
+
+def _present(t) -> bool:
+    return not isinstance(t, jax.custom_derivatives.SymbolicZero)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+def _conv_fast(x, w, stride, pads, dilation, groups):
+    return _conv_dense(x, w, stride, pads, dilation, groups)
+
+
+def _conv_fast_jvp(stride, pads, dilation, groups, primals, tangents):
+    # Bilinear: d(x * w) = dx * w + x * dw. The dx term keeps XLA's convolution (its
+    # transpose, the input gradient, is a fast stride-1 conv); the dw term is written
+    # per tap so that its transpose, the weight gradient, is a set of matmuls.
+    (x, w), (dx, dw) = primals, tangents
+    y = _conv_fast(x, w, stride, pads, dilation, groups)
+    dy = jnp.zeros_like(y)
+    if _present(dx):
+        dy = _conv_fast(dx, w, stride, pads, dilation, groups)
+    if _present(dw):
+        dy = dy + _conv_taps(x, dw, stride, pads, dilation, groups)
+    return y, dy
+
+
+_conv_fast.defjvp(_conv_fast_jvp, symbolic_zeros=True)
+
+
 def _conv(x: jax.Array, w: jax.Array, stride, pads: Pads, dilation, groups: int) -> jax.Array:
     """Cross-correlation of NCHW ``x`` with OIHW ``w``; ``pads`` per side, the high ones may be negative.
 
     Linear in ``x`` (``conv_transpose2d`` is its vjp) and in ``w``.
     """
-    if groups == x.shape[1] and w.shape[1] == 1 and groups > 1:
+    if _is_depthwise(x, w, groups):
         return _conv_depthwise(x, w, stride, pads, dilation)
-    return _conv_dense(x, w, stride, pads, dilation, groups)
+    return _conv_fast(x, w, stride, pads, dilation, groups)
+
+
+def _input_vjp(conv, x, w, out_shape, stride, pads, dilation, groups):
+    """``jax.vjp`` of ``conv(., w)`` with respect to its input (of ``out_shape``), applied to ``x``."""
+    primal = jnp.zeros(out_shape, x.dtype)
+    _, vjp = jax.vjp(lambda z: conv(z, w, stride, pads, dilation, groups), primal)
+    return vjp(x)[0]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _transposed(x, w, out_shape, stride, pads, dilation, groups):
+    return _input_vjp(_conv, x, w, out_shape, stride, pads, dilation, groups)
+
+
+def _transposed_jvp(out_shape, stride, pads, dilation, groups, primals, tangents):
+    # As for _conv_fast: the dw term is the input-vjp of the per-tap conv, whose transpose
+    # with respect to dw (the transposed conv's weight gradient) is one matmul per tap.
+    (x, w), (dx, dw) = primals, tangents
+    y = _transposed(x, w, out_shape, stride, pads, dilation, groups)
+    dy = jnp.zeros_like(y)
+    if _present(dx):
+        dy = _transposed(dx, w, out_shape, stride, pads, dilation, groups)
+    if _present(dw):
+        dy = dy + _input_vjp(_conv_taps, x, dw, out_shape, stride, pads, dilation, groups)
+    return y, dy
+
+
+_transposed.defjvp(_transposed_jvp, symbolic_zeros=True)
 
 
 # ---------------------------------------------------------------- jitted cores
@@ -183,9 +271,11 @@ def _conv_transpose2d(x, w, b, *, stride, padding, output_padding, dilation, gro
     # The conv whose input-vjp this is: the high side padded op fewer rows, so that an
     # input of out_hw rows gives exactly the h rows of x (the extra op rows are output).
     pads = tuple((p, p - op) for p, op in zip(padding, output_padding))
-    primal = jnp.zeros((n, w.shape[1] * groups, *out_hw), x.dtype)
-    _, vjp = jax.vjp(lambda z: _conv(z, w, stride, pads, dilation, groups), primal)
-    (y,) = vjp(x)
+    out_shape = (n, w.shape[1] * groups, *out_hw)
+    if _is_depthwise(jax.ShapeDtypeStruct(out_shape, x.dtype), w, groups):
+        y = _input_vjp(_conv, x, w, out_shape, stride, pads, dilation, groups)
+    else:
+        y = _transposed(x, w, out_shape, stride, pads, dilation, groups)
     if b is not None:
         y = y + b[:, None, None]
     return y
