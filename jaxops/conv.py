@@ -148,33 +148,47 @@ def _conv_dense(x, w, stride, pads, dilation, groups):
     return out.transpose(0, 3, 1, 2)
 
 
+def _tap_range(size: int, out: int, s: int, offset: int) -> tuple[int, int]:
+    """Output rows ``[a, b)`` whose input row ``i * s + offset`` lies inside ``[0, size)``."""
+    a = max(0, -(offset // s))  # ceil(-offset / s)
+    b = min(out, (size - 1 - offset) // s + 1) if offset < size else 0
+    return a, max(a, b)
+
+
 def _conv_taps(x, w, stride, pads, dilation, groups):
     """The same conv as :func:`_conv_dense`, as one matmul per kernel tap (NHWC inside).
 
     Slower forward than XLA's convolution, but its transpose with respect to
     ``w`` is one ``(C_in, N*H*W) @ (N*H*W, C_out)`` matmul per tap, where XLA:CPU
     runs JAX's native weight-gradient convolutions (a kernel the size of the
-    image, often with a reversed window) through a slow generic loop.
+    image, often with a reversed window) through a slow generic loop. Each tap
+    reads only the input rows it really meets (no padding), so the weight
+    gradient forms exactly torch's products: a NaN/inf never meets a padding zero.
     """
-    n = x.shape[0]
+    n, c, h, wd = x.shape
     kh, kw = w.shape[2:]
     (sh, sw), (dh, dw) = stride, dilation
-    ho = _out_size(x.shape[2], kh, sh, dh, *pads[0])
-    wo = _out_size(x.shape[3], kw, sw, dw, *pads[1])
-    xp = _pad_zeros(x.transpose(0, 2, 3, 1), pads, (1, 2))
-    c, o = xp.shape[3], w.shape[0]
+    ho = _out_size(h, kh, sh, dh, *pads[0])
+    wo = _out_size(wd, kw, sw, dw, *pads[1])
+    o = w.shape[0]
+    xt = x.transpose(0, 2, 3, 1)
     wt = w.reshape(groups, o // groups, c // groups, kh, kw)
-    out = None
+    out = jnp.zeros((groups, n, ho, wo, o // groups), x.dtype)
     for i in range(kh):
+        a_h, b_h = _tap_range(h, ho, sh, i * dh - pads[0][0])
         for j in range(kw):
+            a_w, b_w = _tap_range(wd, wo, sw, j * dw - pads[1][0])
+            if a_h == b_h or a_w == b_w:
+                continue
+            r0, c0 = a_h * sh + i * dh - pads[0][0], a_w * sw + j * dw - pads[1][0]
             piece = lax.slice(
-                xp, (0, i * dh, j * dw, 0), (n, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, c), (1, sh, sw, 1)
-            ).reshape(n, ho, wo, groups, c // groups)
-            # (N, Ho, Wo, g, I/g) x (g, O/g, I/g) -> (g, N, Ho, Wo, O/g)
+                xt, (0, r0, c0, 0), (n, r0 + (b_h - a_h - 1) * sh + 1, c0 + (b_w - a_w - 1) * sw + 1, c), (1, sh, sw, 1)
+            ).reshape(n, b_h - a_h, b_w - a_w, groups, c // groups)
+            # (N, h, w, g, I/g) x (g, O/g, I/g) -> (g, N, h, w, O/g), placed at its output rows
             term = lax.dot_general(
                 piece, wt[:, :, :, i, j], (((4,), (2,)), ((3,), (0,))), precision=lax.Precision.HIGHEST
             )
-            out = term if out is None else out + term
+            out = out + _pad_zeros(term, ((a_h, ho - b_h), (a_w, wo - b_w)), (2, 3))
     return out.transpose(1, 0, 4, 2, 3).reshape(n, o, ho, wo)
 
 
@@ -412,6 +426,8 @@ def conv2d(
         pads = tuple((p, p) for p in pad)
 
     c_in, c_out = x.shape[-3], w.shape[0]
+    if c_out == 0:
+        raise _utils.fail(op, f"weight must have at least one output channel, got weight of shape {tuple(w.shape)}")
     if c_out % groups:
         raise _utils.fail(op, f"weight's out channels (={c_out}) must be divisible by groups (={groups}), got weight of shape {tuple(w.shape)}")
     if w.shape[1] * groups != c_in:
