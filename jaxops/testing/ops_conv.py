@@ -129,7 +129,7 @@ def _conv2d_errors():
     yield e((x, np.zeros((6, 3, 3, 3), np.float32)), {"groups": 2}, ValueError,
             r"input has 4 channels but weight of shape \(6, 3, 3, 3\) with groups=2 expects 6")
     yield e((x, np.zeros((5, 2, 3, 3), np.float32)), {"groups": 2}, ValueError,
-            r"out channels \(=5\) must be divisible by groups \(=2\)")
+            r"weight's out channels \(=5\) must be divisible by groups \(=2\)")
     yield e((x, w, np.zeros(5, np.float32)), {"groups": 2}, ValueError, r"bias must have shape \(6,\).*got \(5,\)")
     yield e((x, w, np.zeros((6, 1), np.float32)), {"groups": 2}, ValueError, r"bias must have shape \(6,\)")
     yield e((x, np.zeros((6, 4, 3), np.float32)), {}, ValueError, r"weight must have 4 dimensions, got shape \(6, 4, 3\)")
@@ -276,7 +276,7 @@ def _conv_transpose2d_errors():
 
     yield e((x, np.zeros((5, 3, 3, 3), np.float32)), {}, ValueError,
             r"input has 4 channels but weight of shape \(5, 3, 3, 3\) expects 5")
-    yield e((x, w), {"groups": 3}, ValueError, r"in channels \(=4\) must be divisible by groups \(=3\)")
+    yield e((x, w), {"groups": 3}, ValueError, r"weight's in channels \(=4\) must be divisible by groups \(=3\)")
     yield e((x, w, np.zeros(4, np.float32)), {}, ValueError, r"bias must have shape \(3,\).*got \(4,\)")
     yield e((x, w, np.zeros(3, np.float32)), {"groups": 2}, ValueError, r"bias must have shape \(6,\).*got \(3,\)")
     yield e((x, np.zeros((4, 3, 3), np.float32)), {}, ValueError, r"weight must have 4 dimensions")
