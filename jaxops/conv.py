@@ -112,6 +112,81 @@ def _conv_depthwise(x, w, stride, pads, dilation):
     return out.reshape(n, c * mult, ho, wo)
 
 
+def _depthwise_input_grad(ct, w, pads, dilation, in_hw):
+    """The input gradient of a stride-1 depthwise conv, itself a depthwise multiply-add over ``ct``.
+
+    ``dx[h] = sum_k ct[h + lo - k d] w[k]``: a correlation of ``ct`` padded by
+    ``d (k - 1) - lo`` (low side) with the flipped kernel, summed over the
+    channel multiplier. Built from slices, it runs at the forward's speed.
+    """
+    n, cm, ho, wo = ct.shape
+    kh, kw = w.shape[2:]
+    c = in_hw[2]
+    mult = cm // c
+    lo = [d * (k - 1) - p for d, k, (p, _) in zip(dilation, (kh, kw), pads)]
+    hi = [size + d * (k - 1) - o - a for size, d, k, o, a in zip(in_hw[:2], dilation, (kh, kw), (ho, wo), lo)]
+    ctp = _pad_zeros(ct, tuple(zip(lo, hi)), (2, 3))
+    taps = jnp.flip(w, (2, 3)).reshape(c, mult, kh, kw)
+    (h, wd), (dh, dw) = in_hw[:2], dilation
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            piece = lax.slice(ctp, (0, 0, i * dh, j * dw), (n, cm, i * dh + h, j * dw + wd))
+            term = (piece.reshape(n, c, mult, h, wd) * taps[None, :, :, i, j, None, None]).sum(2)
+            out = term if out is None else out + term
+    return out
+
+
+def _depthwise_weight_term(x, dw, pads, dilation):
+    """The stride-1 depthwise conv, linear in ``dw``, written for a fast transpose.
+
+    Each tap's weight is broadcast over the batch first and over the image
+    second, so that its transpose (the weight gradient) reduces each image row
+    by row (contiguous, vectorised) before summing over the batch, instead of
+    one strided reduction over (N, H, W) at once.
+    """
+    n, c, h, wd = x.shape
+    kh, kw = dw.shape[2:]
+    mult = dw.shape[0] // c
+    ho = _out_size(h, kh, 1, dilation[0], *pads[0])
+    wo = _out_size(wd, kw, 1, dilation[1], *pads[1])
+    xp = _pad_zeros(x, pads, (2, 3))
+    taps = dw.reshape(c, mult, kh, kw)
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            piece = xp[:, :, None, i * dilation[0] : i * dilation[0] + ho, j * dilation[1] : j * dilation[1] + wo]
+            per_image = jnp.broadcast_to(taps[None, :, :, i, j], (n, c, mult))
+            term = piece * per_image[:, :, :, None, None]
+            out = term if out is None else out + term
+    return out.reshape(n, c * mult, ho, wo)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _depthwise_s1(x, w, pads, dilation):
+    return _conv_depthwise(x, w, (1, 1), pads, dilation)
+
+
+def _depthwise_s1_jvp(pads, dilation, primals, tangents):
+    # JAX would transpose the slices of the multiply-adds into a sum of pads (a slow
+    # select per element on XLA:CPU). The dx term is instead written as the transpose
+    # of the slice-based input gradient, so that reverse mode transposes it back into
+    # that gradient; the dw term keeps the taps on one axis (one fused reduction).
+    (x, w), (dx, dw) = primals, tangents
+    y = _depthwise_s1(x, w, pads, dilation)
+    dy = jnp.zeros_like(y)
+    if _present(dx):
+        in_hw = (x.shape[2], x.shape[3], x.shape[1])
+        grad = functools.partial(_depthwise_input_grad, w=w, pads=pads, dilation=dilation, in_hw=in_hw)
+        dy = jax.linear_transpose(grad, jax.ShapeDtypeStruct(y.shape, y.dtype))(dx)[0]
+    if _present(dw):
+        dy = dy + _depthwise_weight_term(x, dw, pads, dilation)
+    return y, dy
+
+
+_depthwise_s1.defjvp(_depthwise_s1_jvp, symbolic_zeros=True)
+
+
 def _conv_dense(x, w, stride, pads, dilation, groups):
     """Dense/grouped conv, NCHW in and out, as a sum of stride-1 NHWC convs over stride phases."""
     n = x.shape[0]
@@ -228,6 +303,8 @@ def _conv(x: jax.Array, w: jax.Array, stride, pads: Pads, dilation, groups: int)
     Linear in ``x`` (``conv_transpose2d`` is its vjp) and in ``w``.
     """
     if _is_depthwise(x, w, groups):
+        if stride == (1, 1):
+            return _depthwise_s1(x, w, pads, dilation)
         return _conv_depthwise(x, w, stride, pads, dilation)
     return _conv_fast(x, w, stride, pads, dilation, groups)
 
