@@ -48,8 +48,10 @@ def test_conv_transpose2d_is_vjp_of_conv2d(stride, padding, output_padding, dila
     y = jaxops.conv_transpose2d(x, w, None, stride, padding, output_padding, groups, dilation)
     z = jnp.zeros(y.shape)
     conv_out, vjp = jax.vjp(lambda z: jaxops.conv2d(z, w, None, stride, padding, dilation, groups), z)
-    grad = vjp(jnp.asarray(x)[..., : conv_out.shape[2], : conv_out.shape[3]])[0]
-    assert conv_out.shape == x.shape  # the conv maps the transposed conv's output back onto x
+    # With output_padding >= stride (< dilation) the symmetric conv has output_padding rows more than
+    # x: they meet only the output_padding rows, and a zero cotangent there gives the same vjp.
+    extra = [(0, 0), (0, 0)] + [(0, c - s) for c, s in zip(conv_out.shape[2:], x.shape[2:])]
+    grad = vjp(jnp.pad(jnp.asarray(x), extra))[0]
     np.testing.assert_allclose(y, grad, rtol=1e-6, atol=1e-6)
 
 
@@ -131,7 +133,7 @@ def test_dtypes():
     x, w = randn(1, 2, 5, 5), randn(3, 2, 3, 3)
     for dtype in (jnp.float16, jnp.bfloat16):
         assert jaxops.conv2d(x.astype(dtype), w.astype(dtype)).dtype == dtype
-        assert jaxops.conv_transpose2d(x.astype(dtype), w.astype(dtype)[:, :2]).dtype == dtype
+        assert jaxops.conv_transpose2d(x.astype(dtype), w.astype(dtype)[:2]).dtype == dtype
     # Mixed floating dtypes promote (torch raises).
     assert jaxops.conv2d(x.astype(jnp.float16), w).dtype == jnp.float32
 
