@@ -476,7 +476,11 @@ def conv2d(
 
     Note:
         Mixed floating dtypes are promoted (torch raises). Integer inputs are
-        rejected (torch's CPU kernel accepts them).
+        rejected (torch's CPU kernel accepts them). A weight with no input
+        channels gives the bias (torch returns a tensor with no channels).
+        NaN/inf in the input propagate exactly as in torch, gradients included;
+        a non-finite weight next to zero padding gives NaN at the border
+        (``0 * inf``), where torch's oneDNN kernel skips the padding.
     """
     op = "conv2d"
     x, w, b = _check_arrays(op, input, weight, bias)
@@ -598,7 +602,10 @@ def conv_transpose2d(
     Note:
         An output size of 0 raises (torch returns an empty tensor). Mixed
         floating dtypes are promoted (torch raises); integer inputs are
-        rejected.
+        rejected. For a strided depthwise transposed conv (``groups`` equal to
+        the output channels) with padding, the weight gradient multiplies a
+        non-finite input by the cropped border's zeros: NaN where torch has a
+        finite value. Everywhere else NaN/inf propagate as in torch.
     """
     op = "conv_transpose2d"
     x, w, b = _check_arrays(op, input, weight, bias)
