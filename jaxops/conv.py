@@ -64,7 +64,7 @@ class _Phase(NamedTuple):
     dil: int
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _phases(k: int, s: int, d: int) -> tuple[_Phase, ...]:
     """Splits the taps ``0..k-1`` of one dimension by the phase ``(tap * d) mod s``."""
     g = math.gcd(d, s)
@@ -124,7 +124,10 @@ def _depthwise_input_grad(ct, w, pads, dilation, in_hw):
     c = in_hw[2]
     mult = cm // c
     lo = [d * (k - 1) - p for d, k, (p, _) in zip(dilation, (kh, kw), pads)]
-    hi = [size + d * (k - 1) - o - a for size, d, k, o, a in zip(in_hw[:2], dilation, (kh, kw), (ho, wo), lo)]
+    hi = [
+        size + d * (k - 1) - o - a
+        for size, d, k, o, a in zip(in_hw[:2], dilation, (kh, kw), (ho, wo), lo)
+    ]
     ctp = _pad_zeros(ct, tuple(zip(lo, hi)), (2, 3))
     taps = jnp.flip(w, (2, 3)).reshape(c, mult, kh, kw)
     (h, wd), (dh, dw) = in_hw[:2], dilation
@@ -155,7 +158,13 @@ def _depthwise_weight_term(x, dw, pads, dilation):
     out = None
     for i in range(kh):
         for j in range(kw):
-            piece = xp[:, :, None, i * dilation[0] : i * dilation[0] + ho, j * dilation[1] : j * dilation[1] + wo]
+            piece = xp[
+                :,
+                :,
+                None,
+                i * dilation[0] : i * dilation[0] + ho,
+                j * dilation[1] : j * dilation[1] + wo,
+            ]
             per_image = jnp.broadcast_to(taps[None, :, :, i, j], (n, c, mult))
             term = piece * per_image[:, :, :, None, None]
             out = term if out is None else out + term
@@ -177,7 +186,9 @@ def _depthwise_s1_jvp(pads, dilation, primals, tangents):
     dy = jnp.zeros_like(y)
     if _present(dx):
         in_hw = (x.shape[2], x.shape[3], x.shape[1])
-        grad = functools.partial(_depthwise_input_grad, w=w, pads=pads, dilation=dilation, in_hw=in_hw)
+        grad = functools.partial(
+            _depthwise_input_grad, w=w, pads=pads, dilation=dilation, in_hw=in_hw
+        )
         dy = jax.linear_transpose(grad, jax.ShapeDtypeStruct(y.shape, y.dtype))(dx)[0]
     if _present(dw):
         dy = dy + _depthwise_weight_term(x, dw, pads, dilation)
@@ -204,7 +215,12 @@ def _conv_dense(x, w, stride, pads, dilation, groups):
             piece = lax.slice(
                 xp,
                 (0, ph.offset, pw.offset, 0),
-                (n, ph.offset + (rows - 1) * stride[0] + 1, pw.offset + (cols - 1) * stride[1] + 1, c),
+                (
+                    n,
+                    ph.offset + (rows - 1) * stride[0] + 1,
+                    pw.offset + (cols - 1) * stride[1] + 1,
+                    c,
+                ),
                 (1, stride[0], stride[1], 1),
             )
             kernel = wt[ph.k0 :: ph.kstep, pw.k0 :: pw.kstep]
@@ -212,11 +228,21 @@ def _conv_dense(x, w, stride, pads, dilation, groups):
     out = None
     for (_, dil_h, _, dil_w), parts in groups_of.items():
         if groups == 1 and len(parts) > 1:  # same sub-kernel shape: one conv over stacked channels
-            parts = [(jnp.concatenate([p for p, _ in parts], 3), jnp.concatenate([k for _, k in parts], 2))]
+            parts = [
+                (
+                    jnp.concatenate([p for p, _ in parts], 3),
+                    jnp.concatenate([k for _, k in parts], 2),
+                )
+            ]
         for piece, kernel in parts:
             y = lax.conv_general_dilated(
-                piece, kernel, (1, 1), "VALID", rhs_dilation=(dil_h, dil_w),
-                dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=groups,
+                piece,
+                kernel,
+                (1, 1),
+                "VALID",
+                rhs_dilation=(dil_h, dil_w),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                feature_group_count=groups,
                 precision=lax.Precision.HIGHEST,
             )
             out = y if out is None else out + y
@@ -257,11 +283,17 @@ def _conv_taps(x, w, stride, pads, dilation, groups):
                 continue
             r0, c0 = a_h * sh + i * dh - pads[0][0], a_w * sw + j * dw - pads[1][0]
             piece = lax.slice(
-                xt, (0, r0, c0, 0), (n, r0 + (b_h - a_h - 1) * sh + 1, c0 + (b_w - a_w - 1) * sw + 1, c), (1, sh, sw, 1)
+                xt,
+                (0, r0, c0, 0),
+                (n, r0 + (b_h - a_h - 1) * sh + 1, c0 + (b_w - a_w - 1) * sw + 1, c),
+                (1, sh, sw, 1),
             ).reshape(n, b_h - a_h, b_w - a_w, groups, c // groups)
             # (N, h, w, g, I/g) x (g, O/g, I/g) -> (g, N, h, w, O/g), placed at its output rows
             term = lax.dot_general(
-                piece, wt[:, :, :, i, j], (((4,), (2,)), ((3,), (0,))), precision=lax.Precision.HIGHEST
+                piece,
+                wt[:, :, :, i, j],
+                (((4,), (2,)), ((3,), (0,))),
+                precision=lax.Precision.HIGHEST,
             )
             out = out + _pad_zeros(term, ((a_h, ho - b_h), (a_w, wo - b_w)), (2, 3))
     return out.transpose(1, 0, 4, 2, 3).reshape(n, o, ho, wo)
@@ -340,7 +372,9 @@ _transposed.defjvp(_transposed_jvp, symbolic_zeros=True)
 # ---------------------------------------------------------------- jitted cores
 
 
-@functools.partial(jax.jit, static_argnames=("stride", "pads", "dilation", "groups", "padding_mode"))
+@functools.partial(
+    jax.jit, static_argnames=("stride", "pads", "dilation", "groups", "padding_mode")
+)
 def _conv2d(x, w, b, *, stride, pads, dilation, groups, padding_mode):
     if padding_mode != "zeros":
         x = jnp.pad(x, ((0, 0), (0, 0), *pads), mode=_JNP_PAD_MODE[padding_mode])
@@ -351,13 +385,17 @@ def _conv2d(x, w, b, *, stride, pads, dilation, groups, padding_mode):
     return y
 
 
-@functools.partial(jax.jit, static_argnames=("stride", "padding", "output_padding", "dilation", "groups"))
+@functools.partial(
+    jax.jit, static_argnames=("stride", "padding", "output_padding", "dilation", "groups")
+)
 def _conv_transpose2d(x, w, b, *, stride, padding, output_padding, dilation, groups):
     n, _, h, wd = x.shape
     kh, kw = w.shape[2:]
     out_hw = tuple(
         (size - 1) * s - 2 * p + d * (k - 1) + op + 1
-        for size, k, s, p, op, d in zip((h, wd), (kh, kw), stride, padding, output_padding, dilation)
+        for size, k, s, p, op, d in zip(
+            (h, wd), (kh, kw), stride, padding, output_padding, dilation
+        )
     )
     # The conv whose input-vjp this is: the high side padded op fewer rows, so that an
     # input of out_hw rows gives exactly the h rows of x (the extra op rows are output).
@@ -375,7 +413,9 @@ def _conv_transpose2d(x, w, b, *, stride, padding, output_padding, dilation, gro
 # ---------------------------------------------------------------- validation
 
 
-def _check_arrays(op: str, input: Any, weight: Any, bias: Any) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+def _check_arrays(
+    op: str, input: Any, weight: Any, bias: Any
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
     """Checks ranks and dtypes; returns the arrays in their common floating dtype."""
     _utils.check_array(op, "input", input)
     _utils.check_array(op, "weight", weight)
@@ -396,7 +436,10 @@ def _check_arrays(op: str, input: Any, weight: Any, bias: Any) -> tuple[jax.Arra
 
 def _check_kernel(op: str, w: jax.Array) -> None:
     if w.shape[2] <= 0 or w.shape[3] <= 0:
-        raise _utils.fail(op, f"kernel size (={tuple(w.shape[2:])}) must be positive, got weight of shape {tuple(w.shape)}")
+        raise _utils.fail(
+            op,
+            f"kernel size (={tuple(w.shape[2:])}) must be positive, got weight of shape {tuple(w.shape)}",
+        )
 
 
 def _check_groups(op: str, groups: Any) -> int:
@@ -407,12 +450,17 @@ def _check_groups(op: str, groups: Any) -> int:
 
 def _check_bias(op: str, b: jax.Array | None, channels: int) -> None:
     if b is not None and b.shape != (channels,):
-        raise _utils.fail(op, f"bias must have shape ({channels},) (one value per output channel), got {tuple(b.shape)}")
+        raise _utils.fail(
+            op,
+            f"bias must have shape ({channels},) (one value per output channel), got {tuple(b.shape)}",
+        )
 
 
 def _check_spatial(op: str, x: jax.Array) -> None:
     if x.shape[-1] == 0 or x.shape[-2] == 0:
-        raise _utils.fail(op, f"input spatial size must be non-empty, got input of shape {tuple(x.shape)}")
+        raise _utils.fail(
+            op, f"input spatial size must be non-empty, got input of shape {tuple(x.shape)}"
+        )
 
 
 def _batched(x: jax.Array) -> tuple[jax.Array, bool]:
@@ -498,7 +546,10 @@ def conv2d(
             pads = ((0, 0), (0, 0))
         else:
             if stride != (1, 1):
-                raise _utils.fail(op, f"padding='same' is not supported for strided convolutions (stride={stride})")
+                raise _utils.fail(
+                    op,
+                    f"padding='same' is not supported for strided convolutions (stride={stride})",
+                )
             totals = [d * (k - 1) for d, k in zip(dilation, kernel)]
             pads = tuple((t // 2, t - t // 2) for t in totals)
     else:
@@ -508,30 +559,52 @@ def conv2d(
 
     c_in, c_out = x.shape[-3], w.shape[0]
     if c_out == 0:
-        raise _utils.fail(op, f"weight must have at least one output channel, got weight of shape {tuple(w.shape)}")
+        raise _utils.fail(
+            op,
+            f"weight must have at least one output channel, got weight of shape {tuple(w.shape)}",
+        )
     if c_out % groups:
-        raise _utils.fail(op, f"weight's out channels (={c_out}) must be divisible by groups (={groups}), got weight of shape {tuple(w.shape)}")
+        raise _utils.fail(
+            op,
+            f"weight's out channels (={c_out}) must be divisible by groups (={groups}), got weight of shape {tuple(w.shape)}",
+        )
     if w.shape[1] * groups != c_in:
         raise _utils.fail(
-            op, f"input has {c_in} channels but weight of shape {tuple(w.shape)} with groups={groups} "
-            f"expects {w.shape[1] * groups} (weight.shape[1] * groups)"
+            op,
+            f"input has {c_in} channels but weight of shape {tuple(w.shape)} with groups={groups} "
+            f"expects {w.shape[1] * groups} (weight.shape[1] * groups)",
         )
     _check_bias(op, b, c_out)
     _check_spatial(op, x)
     size = x.shape[-2:]
     if padding_mode == "reflect" and any(max(lo, hi) >= n for (lo, hi), n in zip(pads, size)):
-        raise _utils.fail(op, f"reflect padding {pads} must be smaller than the input's spatial size {tuple(size)}")
+        raise _utils.fail(
+            op,
+            f"reflect padding {pads} must be smaller than the input's spatial size {tuple(size)}",
+        )
     if padding_mode == "circular" and any(max(lo, hi) > n for (lo, hi), n in zip(pads, size)):
-        raise _utils.fail(op, f"circular padding {pads} must not exceed the input's spatial size {tuple(size)}")
+        raise _utils.fail(
+            op, f"circular padding {pads} must not exceed the input's spatial size {tuple(size)}"
+        )
     padded = tuple(n + lo + hi for n, (lo, hi) in zip(size, pads))
     effective = tuple(d * (k - 1) + 1 for d, k in zip(dilation, kernel))
     if any(e > p for e, p in zip(effective, padded)):
         raise _utils.fail(
-            op, f"kernel size {kernel} with dilation {dilation} spans {effective}, larger than the "
-            f"padded input {padded}"
+            op,
+            f"kernel size {kernel} with dilation {dilation} spans {effective}, larger than the "
+            f"padded input {padded}",
         )
     x4, unbatched = _batched(x)
-    y = _conv2d(x4, w, b, stride=stride, pads=pads, dilation=dilation, groups=groups, padding_mode=padding_mode)
+    y = _conv2d(
+        x4,
+        w,
+        b,
+        stride=stride,
+        pads=pads,
+        dilation=dilation,
+        groups=groups,
+        padding_mode=padding_mode,
+    )
     return y[0] if unbatched else y
 
 
@@ -622,40 +695,69 @@ def conv_transpose2d(
     kernel = tuple(w.shape[2:])
     c_in = x.shape[-3]
     if w.shape[0] % groups:
-        raise _utils.fail(op, f"weight's in channels (={w.shape[0]}) must be divisible by groups (={groups}), got weight of shape {tuple(w.shape)}")
+        raise _utils.fail(
+            op,
+            f"weight's in channels (={w.shape[0]}) must be divisible by groups (={groups}), got weight of shape {tuple(w.shape)}",
+        )
     if w.shape[0] != c_in:
-        raise _utils.fail(op, f"input has {c_in} channels but weight of shape {tuple(w.shape)} expects {w.shape[0]} (weight.shape[0])")
+        raise _utils.fail(
+            op,
+            f"input has {c_in} channels but weight of shape {tuple(w.shape)} expects {w.shape[0]} (weight.shape[0])",
+        )
     c_out = w.shape[1] * groups
     _check_bias(op, b, c_out)
     _check_spatial(op, x)
     size = x.shape[-2:]
-    smallest = tuple((n - 1) * s - 2 * p + d * (k - 1) + 1 for n, s, p, d, k in zip(size, stride, padding, dilation, kernel))
+    smallest = tuple(
+        (n - 1) * s - 2 * p + d * (k - 1) + 1
+        for n, s, p, d, k in zip(size, stride, padding, dilation, kernel)
+    )
     if output_size is not None:
         if output_padding != (0, 0):
-            raise _utils.fail(op, f"pass output_size (={output_size!r}) or output_padding (={output_padding}), not both")
+            raise _utils.fail(
+                op,
+                f"pass output_size (={output_size!r}) or output_padding (={output_padding}), not both",
+            )
         if isinstance(output_size, str) or not isinstance(output_size, Sequence):
-            raise _utils.fail(op, f"output_size must be a sequence of ints, got {output_size!r}", TypeError)
+            raise _utils.fail(
+                op, f"output_size must be a sequence of ints, got {output_size!r}", TypeError
+            )
         requested = tuple(_utils.as_int(op, "output_size", v) for v in output_size)
         if len(requested) not in (2, x.ndim):
-            raise _utils.fail(op, f"output_size must have 2 or {x.ndim} elements for a {x.ndim}-d input, got {output_size!r}")
+            raise _utils.fail(
+                op,
+                f"output_size must have 2 or {x.ndim} elements for a {x.ndim}-d input, got {output_size!r}",
+            )
         requested = requested[-2:]
         largest = tuple(lo + s - 1 for lo, s in zip(smallest, stride))
         if any(not lo <= r <= hi for r, lo, hi in zip(requested, smallest, largest)):
             raise _utils.fail(
-                op, f"requested an output size of {requested}, but valid sizes range from {smallest} to "
-                f"{largest} (for an input of spatial size {tuple(size)})"
+                op,
+                f"requested an output size of {requested}, but valid sizes range from {smallest} to "
+                f"{largest} (for an input of spatial size {tuple(size)})",
             )
         output_padding = tuple(r - lo for r, lo in zip(requested, smallest))
     if any(op_ >= s and op_ >= d for op_, s, d in zip(output_padding, stride, dilation)):
         raise _utils.fail(
-            op, f"output_padding (={output_padding}) must be smaller than either stride (={stride}) "
-            f"or dilation (={dilation})"
+            op,
+            f"output_padding (={output_padding}) must be smaller than either stride (={stride}) "
+            f"or dilation (={dilation})",
         )
     out_hw = tuple(lo + op_ for lo, op_ in zip(smallest, output_padding))
     if any(n <= 0 for n in out_hw):
-        raise _utils.fail(op, f"output spatial size {out_hw} must be positive (input {tuple(size)}, padding {padding})")
+        raise _utils.fail(
+            op,
+            f"output spatial size {out_hw} must be positive (input {tuple(size)}, padding {padding})",
+        )
     x4, unbatched = _batched(x)
     y = _conv_transpose2d(
-        x4, w, b, stride=stride, padding=padding, output_padding=output_padding, dilation=dilation, groups=groups
+        x4,
+        w,
+        b,
+        stride=stride,
+        padding=padding,
+        output_padding=output_padding,
+        dilation=dilation,
+        groups=groups,
     )
     return y[0] if unbatched else y

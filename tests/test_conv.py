@@ -47,7 +47,9 @@ def test_conv_transpose2d_is_vjp_of_conv2d(stride, padding, output_padding, dila
     x, w = randn(2, 4, 5, 6), randn(4, 8 // groups, 3, 2)
     y = jaxops.conv_transpose2d(x, w, None, stride, padding, output_padding, groups, dilation)
     z = jnp.zeros(y.shape)
-    conv_out, vjp = jax.vjp(lambda z: jaxops.conv2d(z, w, None, stride, padding, dilation, groups), z)
+    conv_out, vjp = jax.vjp(
+        lambda z: jaxops.conv2d(z, w, None, stride, padding, dilation, groups), z
+    )
     # With output_padding >= stride (< dilation) the symmetric conv has output_padding rows more than
     # x: they meet only the output_padding rows, and a zero cotangent there gives the same vjp.
     extra = [(0, 0), (0, 0)] + [(0, c - s) for c, s in zip(conv_out.shape[2:], x.shape[2:])]
@@ -76,10 +78,18 @@ def test_strided_convs_never_dilate_the_input():
 def test_second_order_matches_torch(transposed):
     """d/dw <d/dx f(x, w), v> against torch's double backward (create_graph=True)."""
     if transposed:
-        x, w, kwargs = randn(2, 4, 5, 6), randn(4, 3, 3, 3), dict(stride=2, padding=1, output_padding=1)
+        x, w, kwargs = (
+            randn(2, 4, 5, 6),
+            randn(4, 3, 3, 3),
+            {"stride": 2, "padding": 1, "output_padding": 1},
+        )
         jf, tf = jaxops.conv_transpose2d, F.conv_transpose2d
     else:
-        x, w, kwargs = randn(2, 4, 7, 6), randn(6, 2, 3, 2), dict(stride=(2, 1), padding=1, groups=2)
+        x, w, kwargs = (
+            randn(2, 4, 7, 6),
+            randn(6, 2, 3, 2),
+            {"stride": (2, 1), "padding": 1, "groups": 2},
+        )
         jf, tf = jaxops.conv2d, F.conv2d
     v = randn(*x.shape)
 
@@ -99,16 +109,16 @@ def test_forward_mode_over_all_arguments(op):
     """jacfwd (forward mode) agrees with jacrev w.r.t. input, weight and bias; hessian runs."""
     if op == "conv2d":
         args = (randn(1, 4, 5, 6), randn(4, 2, 3, 2), randn(4))
-        fn = lambda x, w, b: jaxops.conv2d(x, w, b, stride=2, padding=1, groups=2)  # noqa: E731
+        fn = lambda x, w, b: jaxops.conv2d(x, w, b, stride=2, padding=1, groups=2)
     else:
         args = (randn(1, 4, 3, 4), randn(4, 1, 3, 3), randn(2))
-        fn = lambda x, w, b: jaxops.conv_transpose2d(x, w, b, stride=2, groups=2, output_padding=1)  # noqa: E731
+        fn = lambda x, w, b: jaxops.conv_transpose2d(x, w, b, stride=2, groups=2, output_padding=1)
     args = tuple(jnp.asarray(a) for a in args)
     fwd = jax.jacfwd(fn, argnums=(0, 1, 2))(*args)
     rev = jax.jacrev(fn, argnums=(0, 1, 2))(*args)
     for a, b in zip(fwd, rev):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-    loss = lambda *a: jnp.sum(jnp.sin(fn(*a)))  # noqa: E731
+    loss = lambda *a: jnp.sum(jnp.sin(fn(*a)))
     # Jitted: eager jacrev(jacrev(.)) of the depthwise path crashed XLA:CPU's per-op compile
     # in this jax build (a segfault outside jaxops; the jitted program is fine).
     h_fwd = jax.jit(jax.hessian(loss, argnums=1))(*args)
@@ -140,6 +150,8 @@ def test_dtypes():
 
 def test_jit_with_static_arguments_and_export():
     x, w = jnp.asarray(randn(2, 3, 8, 8)), jnp.asarray(randn(4, 3, 3, 3))
-    fn = jax.jit(lambda x, w: jaxops.conv2d(x, w, stride=2, padding="valid", padding_mode="reflect"))
+    fn = jax.jit(
+        lambda x, w: jaxops.conv2d(x, w, stride=2, padding="valid", padding_mode="reflect")
+    )
     exported = jax.export.export(fn)(x, w)
     np.testing.assert_allclose(exported.call(x, w), fn(x, w), rtol=1e-6)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
+from harness import Case, jax_fwd_bwd, jax_impl, torch_fwd, torch_fwd_bwd
 from jax import lax
 
 import jaxops
-from harness import Case, jax_fwd_bwd, jax_impl, torch_fwd, torch_fwd_bwd
 
 NCHW = ("NCHW", "OIHW", "NCHW")
 
@@ -54,16 +54,28 @@ def _conv_cases(name, x_shape, w_shape, padding, groups, flops):
 
     workload = f"{name} {x_shape}->{w_shape[0]}"
     return [
-        Case("conv2d", workload, "fwd", lambda: {
-            "jaxops": jax_impl(ours, jx, jw, jb),
-            "torch": torch_fwd(theirs, tx, tw, tb),
-            "lax": jax_impl(bare, jx, jw, jb),
-        }, flops=flops),
-        Case("conv2d", workload, "fwd+bwd", lambda: {
-            "jaxops": jax_fwd_bwd(ours, (jx, jw, jb), (0, 1, 2)),
-            "torch": torch_fwd_bwd(theirs, (tx, tw, tb), (0, 1, 2)),
-            "lax": jax_fwd_bwd(bare, (jx, jw, jb), (0, 1, 2)),
-        }, flops=3 * flops),
+        Case(
+            "conv2d",
+            workload,
+            "fwd",
+            lambda: {
+                "jaxops": jax_impl(ours, jx, jw, jb),
+                "torch": torch_fwd(theirs, tx, tw, tb),
+                "lax": jax_impl(bare, jx, jw, jb),
+            },
+            flops=flops,
+        ),
+        Case(
+            "conv2d",
+            workload,
+            "fwd+bwd",
+            lambda: {
+                "jaxops": jax_fwd_bwd(ours, (jx, jw, jb), (0, 1, 2)),
+                "torch": torch_fwd_bwd(theirs, (tx, tw, tb), (0, 1, 2)),
+                "lax": jax_fwd_bwd(bare, (jx, jw, jb), (0, 1, 2)),
+            },
+            flops=3 * flops,
+        ),
     ]
 
 
@@ -91,16 +103,28 @@ def _transpose_cases(x_shape, c_out):
 
     workload = f"k4 s2 p1 {x_shape}->{c_out}"
     return [
-        Case("conv_transpose2d", workload, "fwd", lambda: {
-            "jaxops": jax_impl(ours, jx, jw, jb),
-            "torch": torch_fwd(theirs, tx, tw, tb),
-            "lax": jax_impl(bare, jx, jw, jb),
-        }, flops=flops),
-        Case("conv_transpose2d", workload, "fwd+bwd", lambda: {
-            "jaxops": jax_fwd_bwd(ours, (jx, jw, jb), (0, 1, 2)),
-            "torch": torch_fwd_bwd(theirs, (tx, tw, tb), (0, 1, 2)),
-            "lax": jax_fwd_bwd(bare, (jx, jw, jb), (0, 1, 2)),
-        }, flops=3 * flops),
+        Case(
+            "conv_transpose2d",
+            workload,
+            "fwd",
+            lambda: {
+                "jaxops": jax_impl(ours, jx, jw, jb),
+                "torch": torch_fwd(theirs, tx, tw, tb),
+                "lax": jax_impl(bare, jx, jw, jb),
+            },
+            flops=flops,
+        ),
+        Case(
+            "conv_transpose2d",
+            workload,
+            "fwd+bwd",
+            lambda: {
+                "jaxops": jax_fwd_bwd(ours, (jx, jw, jb), (0, 1, 2)),
+                "torch": torch_fwd_bwd(theirs, (tx, tw, tb), (0, 1, 2)),
+                "lax": jax_fwd_bwd(bare, (jx, jw, jb), (0, 1, 2)),
+            },
+            flops=3 * flops,
+        ),
     ]
 
 
@@ -111,10 +135,16 @@ def _matmul_peak(n):
     a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
     ja, jb = jnp.asarray(a), jnp.asarray(b)
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    return Case("matmul_peak", f"({n}, {n}) @ ({n}, {n}) float32", "fwd", lambda: {
-        "jaxops": jax_impl(jnp.matmul, ja, jb),  # XLA's dot: the GFLOP/s ceiling for our convs
-        "torch": torch_fwd(torch.mm, ta, tb),
-    }, flops=2.0 * n**3)
+    return Case(
+        "matmul_peak",
+        f"({n}, {n}) @ ({n}, {n}) float32",
+        "fwd",
+        lambda: {
+            "jaxops": jax_impl(jnp.matmul, ja, jb),  # XLA's dot: the GFLOP/s ceiling for our convs
+            "torch": torch_fwd(torch.mm, ta, tb),
+        },
+        flops=2.0 * n**3,
+    )
 
 
 def cases(quick: bool) -> list[Case]:
@@ -125,7 +155,11 @@ def cases(quick: bool) -> list[Case]:
     hw = dense[2] * dense[3]
     return [
         _matmul_peak(1024 if quick else 2048),
-        *_conv_cases("dense 3x3 p1", dense, (64, 64, 3, 3), 1, 1, 2.0 * dense[0] * 64 * 64 * 9 * hw),
-        *_conv_cases("depthwise 3x3 p1", depthwise, (128, 1, 3, 3), 1, 128, 2.0 * depthwise[0] * 128 * 9 * hw),
+        *_conv_cases(
+            "dense 3x3 p1", dense, (64, 64, 3, 3), 1, 1, 2.0 * dense[0] * 64 * 64 * 9 * hw
+        ),
+        *_conv_cases(
+            "depthwise 3x3 p1", depthwise, (128, 1, 3, 3), 1, 128, 2.0 * depthwise[0] * 128 * 9 * hw
+        ),
         *_transpose_cases(transposed, 64),
     ]
