@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ def _lhs_dilations(fn, *args):
         for eqn in jaxpr.eqns:
             if eqn.primitive.name == "conv_general_dilated":
                 found.append(tuple(eqn.params["lhs_dilation"]))
-            for sub in jax.core.jaxprs_in_params(eqn.params):
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
                 visit(sub)
 
     visit(jax.make_jaxpr(fn)(*args).jaxpr)
