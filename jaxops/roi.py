@@ -44,19 +44,23 @@ _CANDIDATES = 7
 # ------------------------------------------------------------------ argument handling
 
 
+def _same_dtype(op: str, name: str, value: Any, dtype: Any) -> None:
+    # Compared before conversion: with x64 off, JAX would quietly turn float64 into float32.
+    got = np.dtype(getattr(value, "dtype", np.float64))
+    if got != dtype:
+        raise _utils.fail(op, f"{name} dtype ({got}) must equal input dtype ({dtype})", TypeError)
+
+
 def _boxes_to_rois(op: str, boxes: Any, dtype: Any) -> jax.Array:
     """``(K, 5)`` array or list of ``(L_i, 4)`` arrays -> ``(K, 5)`` rois of ``dtype``."""
     if isinstance(boxes, (list, tuple)):
         parts = []
         for i, b in enumerate(boxes):
             _utils.check_array(op, f"boxes[{i}]", b)
+            _same_dtype(op, f"boxes[{i}]", b, dtype)
             b = jnp.asarray(b)
             if b.ndim != 2 or b.shape[1] != 4:
                 raise _utils.fail(op, f"boxes[{i}] must have shape (L, 4), got {b.shape}")
-            if b.dtype != dtype:
-                raise _utils.fail(
-                    op, f"boxes[{i}] dtype ({b.dtype}) must equal input dtype ({dtype})", TypeError
-                )
             parts.append(jnp.concatenate([jnp.full((b.shape[0], 1), i, dtype), b], axis=1))
         if not parts:
             return jnp.zeros((0, 5), dtype)
@@ -67,8 +71,7 @@ def _boxes_to_rois(op: str, boxes: Any, dtype: Any) -> jax.Array:
         raise _utils.fail(
             op, f"boxes must be a (K, 5) array or a list of (L, 4) arrays, got shape {rois.shape}"
         )
-    if rois.dtype != dtype:
-        raise _utils.fail(op, f"boxes dtype ({rois.dtype}) must equal input dtype ({dtype})", TypeError)
+    _same_dtype(op, "boxes", boxes, dtype)
     return rois
 
 
@@ -77,7 +80,8 @@ def _prepare(op: str, input: Any, boxes: Any, output_size: Any, spatial_scale: A
     _utils.check_ndim(op, "input", input, (4,))
     _utils.check_floating(op, "input", input)
     x = jnp.asarray(input)
-    rois = _boxes_to_rois(op, boxes, x.dtype)
+    rois = _boxes_to_rois(op, boxes, np.dtype(getattr(input, "dtype", x.dtype)))
+    rois = rois.astype(x.dtype)
     size = _utils.as_tuple(op, "output_size", output_size)
     _utils.check_positive(op, "output_size", size)
     if isinstance(spatial_scale, (bool, np.bool_)) or not isinstance(spatial_scale, numbers.Real):
@@ -102,7 +106,7 @@ def _exact_div(a: jax.Array, d: Any) -> jax.Array:
     constant or by a broadcast into a multiplication by the reciprocal, which moves
     bin edges by an ulp (``7 / 3 * 3`` becomes 7.0000005, whose ceil is 8): the
     divisor is therefore materialised at full shape behind an optimization barrier."""
-    a, d = jnp.broadcast_arrays(a, jnp.asarray(d, a.dtype))
+    d = a * 0 + jnp.asarray(d, a.dtype)  # full shape, and batched along with ``a`` under vmap
     return a / lax.optimization_barrier(d)
 
 
@@ -337,7 +341,7 @@ def _axis_weights(start, bin_size, grid, count: int, size: int, static_grid: int
         t = jnp.clip(jnp.nan_to_num(t), -2.0, grid_f[..., None] + 2.0)
         lo = jnp.where(grid_f[..., None] > 1, jnp.floor(t) - 1, 0.0)  # (K, out, H)
         iy = lo[..., None] + jnp.arange(_CANDIDATES, dtype=dt)  # (K, out, H, J)
-        y = position(iy.reshape(iy.shape[:2] + (-1,))).reshape(iy.shape)
+        y = position(iy.reshape(iy.shape[:2] + (size * _CANDIDATES,))).reshape(iy.shape)
         wgt, t_, z, pz, valid = _sample_rows(y, rows[:, None], size)
         real = (iy >= 0) & (iy < grid_f[..., None, None])
         wgt, t, z, pz = (jnp.where(real, a, 0) for a in (wgt, t_, z, pz))
