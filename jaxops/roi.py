@@ -131,14 +131,13 @@ def _combine(va, ia, vb, ib):
     return jnp.where(take_b, vb, va), jnp.where(take_b, ib, ia)
 
 
-def _shifted(a: jax.Array, s: int, axis: int, fill: Any) -> jax.Array:
-    """``a`` moved ``s`` places towards index 0 along ``axis``, ``fill`` entering at the end."""
+def _shifted(a: jax.Array, s: jax.Array, axis: int, fill: Any) -> jax.Array:
+    """``a`` moved ``s`` (traced, ``0 <= s <= n``) places towards index 0 along ``axis``,
+    ``fill`` entering at the end."""
     n = a.shape[axis]
-    if s >= n:
-        return jnp.full_like(a, fill)
     pad = [(0, 0)] * a.ndim
-    pad[axis] = (0, s)
-    return jnp.pad(lax.slice_in_dim(a, s, n, axis=axis), pad, constant_values=fill)
+    pad[axis] = (0, n)
+    return lax.dynamic_slice_in_dim(jnp.pad(a, pad, constant_values=fill), s, n, axis=axis)
 
 
 def _levels(n: int) -> int:
@@ -146,25 +145,26 @@ def _levels(n: int) -> int:
 
 
 def _sparse_table(v: jax.Array, i: jax.Array, big: int):
-    """All ``(2^a x 2^b)`` block maxima of ``v`` (N, H, W, C) with first-argmax positions."""
+    """All ``(2^a x 2^b)`` block maxima of ``v`` (N, H, W, C) with first-argmax positions,
+    stacked ``(levels_h, levels_w, N, H, W, C)``. Two nested ``scan``s over the doubling
+    steps (level 0 "doubles" by a shift of 0, a no-op), so the program stays small."""
     _, h, w, _ = v.shape
-    tv, ti = [], []
-    row_v, row_i = v, i
-    for a in range(_levels(h)):
-        if a:
-            s = 1 << (a - 1)
-            row_v, row_i = _combine(row_v, row_i, _shifted(row_v, s, 1, -jnp.inf), _shifted(row_i, s, 1, big))
-            # A barrier per level: without it XLA fuses the doubling chain and recomputes it.
-            row_v, row_i = lax.optimization_barrier((row_v, row_i))
-        cv, ci = row_v, row_i
-        for b in range(_levels(w)):
-            if b:
-                s = 1 << (b - 1)
-                cv, ci = _combine(cv, ci, _shifted(cv, s, 2, -jnp.inf), _shifted(ci, s, 2, big))
-                cv, ci = lax.optimization_barrier((cv, ci))
-            tv.append(cv)
-            ti.append(ci)
-    return jnp.stack(tv), jnp.stack(ti)
+
+    def double(vi, step, axis):
+        cv, ci = vi
+        s = (1 << step) >> 1
+        return _combine(cv, ci, _shifted(cv, s, axis, -jnp.inf), _shifted(ci, s, axis, big))
+
+    def row_level(carry, a):
+        carry = double(carry, a, 1)
+
+        def col_level(cc, b):
+            cc = double(cc, b, 2)
+            return cc, cc
+
+        return carry, lax.scan(col_level, carry, jnp.arange(_levels(w)))[1]
+
+    return lax.scan(row_level, (v, i), jnp.arange(_levels(h)))[1]
 
 
 def _floor_log2(n: jax.Array) -> jax.Array:
