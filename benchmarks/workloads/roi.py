@@ -2,7 +2,8 @@
 
 Boxes are drawn in image coordinates (800 x 800, sides 16..400 px), as a Fast R-CNN
 head sees them. Peak temporary memory of the compiled jaxops programs is printed
-by ``python benchmarks/workloads/roi.py`` (from ``compiled.memory_analysis()``).
+by ``PYTHONPATH=.:benchmarks python benchmarks/workloads/roi.py`` (from
+``compiled.memory_analysis()``).
 """
 
 from __future__ import annotations
