@@ -1,4 +1,4 @@
-"""Property-based parity with torch: forward and VJP over configurations drawn by each op's strategy.
+"""Property-based parity with torch: forward and VJP on configurations drawn by each op's strategy.
 
 Every registered op supplies ``OpInfo.strategy`` (a zero-argument function
 returning a hypothesis strategy of valid ``SampleInput``s); an op without one
@@ -24,7 +24,8 @@ def describe(sample) -> str:
     lines = [repr(sample)]
     with np.printoptions(threshold=200, precision=9, floatmode="maxprec"):
         for i, a in enumerate(sample.arrays()):
-            lines.append(f"  array {i}: {a.dtype}{list(a.shape)} = {np.array2string(a, separator=', ')}")
+            values = np.array2string(a, separator=", ")
+            lines.append(f"  array {i}: {a.dtype}{list(a.shape)} = {values}")
     return "\n".join(lines)
 
 
@@ -59,4 +60,5 @@ def test_fuzz_matches_torch(name):
     try:
         fuzz()
     finally:  # shown with -s: the numbers of the fuzzing runs' reports
-        print(f"\n[fuzz] {name}: {len(tried)} configurations tried ({len(set(tried))} distinct names)")
+        distinct = len(set(tried))
+        print(f"\n[fuzz] {name}: {len(tried)} configurations tried ({distinct} distinct names)")

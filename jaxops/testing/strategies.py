@@ -30,7 +30,8 @@ def _st():
 
 
 def shapes(ndim: int | tuple[int, int], min_side: int = 0, max_side: int = 5):
-    """Shapes of ``ndim`` dims (or a ``(min, max)`` range of ranks), sides in ``[min_side, max_side]``.
+    """Shapes of ``ndim`` dims (or a ``(min, max)`` range of ranks), sides in
+    ``[min_side, max_side]``.
 
     With ``min_side=0`` about one side in eight is empty; sides shrink towards 1.
     """
@@ -71,7 +72,8 @@ def float_arrays(
         with np.errstate(over="ignore"):  # 1e30 becomes inf in half precision, as intended
             return np.asarray(x, dtype=dtype)
 
-    return st.tuples(shape_st, st.integers(0, 2**32 - 1), st.sampled_from(tuple(scales)), plant_st).map(build)
+    seeds, scale_st = st.integers(0, 2**32 - 1), st.sampled_from(tuple(scales))
+    return st.tuples(shape_st, seeds, scale_st, plant_st).map(build)
 
 
 def int_arrays(shape: Sequence[int] | Any, low: int, high: int, dtype: Any = np.int64):
@@ -93,4 +95,5 @@ def broadcast_partner(shape: Sequence[int]):
         kept = shape[drop:]
         return tuple(1 if i in ones else s for i, s in enumerate(kept))
 
-    return st.tuples(st.integers(0, len(shape)), st.sets(st.integers(0, max(len(shape) - 1, 0)))).map(build)
+    ones = st.sets(st.integers(0, max(len(shape) - 1, 0)))
+    return st.tuples(st.integers(0, len(shape)), ones).map(build)
