@@ -208,10 +208,11 @@ def _mse_samples(rng):
         grad_args=(0, 1, "weight"), name="all-zero weight: 0/0",
     )
     # Fuzz regressions: one weighted element, whose weight gradient is 0 up to
-    # rounding; and sum(weight) = 1e-30, where (t/s)/s must not become t/(s*s) = inf.
-    x, y = np.array([0.12573022], np.float32), np.array([2])
-    for w in (0.0012573, 1e-30):
-        weight = np.array([w], np.float32)
+    # rounding; and sum(weight) = 1e-20, where (t/s)/s must not become t/(s*s) =
+    # t/0 = -inf (found at weight 1e-30; scaled so every value stays moderate).
+    for x, y, w in (([0.12573022], [2], 0.0012573), ([3e-9], [0.0], 1e-20)):
+        x, y, weight = np.array(x, np.float32), np.array(y), np.array([w], np.float32)
+        y = y.astype(np.float32) if y.dtype.kind == "f" else y
         yield SampleInput(
             (x, y), {"weight": weight}, grad_args=(0, 1, "weight"),
             grad_tol=_mse_grad_tol(x, y, weight, "mean", MSE_TOL),
