@@ -343,6 +343,12 @@ def _conv_fast_jvp(stride, pads, dilation, groups, primals, tangents):
 _CHUNK_BYTES = 8 << 20
 
 
+def _chunk_size(n: int, per_image: int) -> int:
+    """Images per batch chunk: ``n`` split evenly into chunks of about ``_CHUNK_BYTES``."""
+    chunks = max(1, min(n, -(-n * per_image // _CHUNK_BYTES)))
+    return max(1, -(-n // chunks))
+
+
 def _batch_chunked(conv, x, w, *args):
     """``conv(x, w, *args)``, computed on batch chunks of about ``_CHUNK_BYTES`` of ``x``.
 
@@ -353,9 +359,7 @@ def _batch_chunked(conv, x, w, *args):
     outgrows the caches (32 x 64 x 56 x 56: 2x slower in one piece than in four).
     """
     n = x.shape[0]
-    per_image = math.prod(x.shape[1:]) * x.dtype.itemsize
-    chunks = max(1, min(n, -(-n * per_image // _CHUNK_BYTES)))
-    size = -(-n // chunks) if n else 1
+    size = _chunk_size(n, math.prod(x.shape[1:]) * x.dtype.itemsize)
     if size >= n:
         return conv(x, w, *args)
     return jnp.concatenate([conv(x[i : i + size], w, *args) for i in range(0, n, size)], 0)
@@ -391,8 +395,9 @@ def _transposed(x, w, out_shape, stride, pads, dilation, groups):
 
 
 def _transposed_jvp(out_shape, stride, pads, dilation, groups, primals, tangents):
-    # As for _conv_fast: the dw term is the input-vjp of the per-tap conv, whose transpose
-    # with respect to dw (the transposed conv's weight gradient) is one matmul per tap.
+    # As for _conv_fast, the dw term is written for its transpose (the transposed conv's
+    # weight gradient): the forward conv's weight-gradient conv, or one matmul per tap (the
+    # input-vjp of _conv_taps) for groups > 1 or a non-finite x.
     (x, w), (dx, dw) = primals, tangents
     y = _transposed(x, w, out_shape, stride, pads, dilation, groups)
     dy = jnp.zeros_like(y)
@@ -430,9 +435,7 @@ def _transposed_weight_term(x, dw, *, out_shape, stride, pads, dilation):
     transpose, so reverse mode transposes it back into exactly that conv.
     """
     n = x.shape[0]
-    per_image = math.prod(out_shape[1:]) * x.dtype.itemsize
-    chunks = max(1, min(n, -(-n * per_image // _CHUNK_BYTES)))
-    size = max(1, -(-n // chunks))
+    size = _chunk_size(n, math.prod(out_shape[1:]) * x.dtype.itemsize)
 
     def weight_grad(c):
         total = jnp.zeros(dw.shape, dw.dtype)
