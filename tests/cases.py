@@ -7,14 +7,15 @@ import pytest
 from jaxops.testing import REGISTRY
 
 
-def sample_cases(check: str | None = None) -> list:
+def sample_cases(check: str | None = None, per_op: int | None = None) -> list:
     """``pytest.param(info, sample)`` for every sample of every registered op.
 
     Samples that opt out of ``check`` are marked skipped with their stated reason.
+    ``per_op`` keeps only the first samples of each op (for the costlier checks).
     """
     cases = []
     for info in REGISTRY.values():
-        for i, sample in enumerate(info.samples()):
+        for i, sample in enumerate(info.samples()[:per_op]):
             marks = []
             if check is not None and check in sample.skip:
                 marks.append(pytest.mark.skip(reason=sample.skip[check]))
@@ -28,3 +29,60 @@ def error_cases() -> list:
         for info in REGISTRY.values()
         for i, err in enumerate(info.error_inputs())
     ]
+
+
+def _small_enough(info, sample, max_numel: int) -> bool:
+    """A float32, all-finite sample with differentiable inputs of at most ``max_numel`` elements."""
+    import numpy as np
+
+    refs = info.grad_refs(sample)
+    if not refs or not sample.all_finite():
+        return False
+    if any(a.dtype.kind == "f" and a.dtype != np.float32 for a in sample.arrays()):
+        return False  # half-precision samples have their own checks
+    numel = sum(int(np.size(sample.get(r))) for r in refs)
+    return 0 < numel <= max_numel
+
+
+def small_cases(check: str, per_op: int = 3, max_numel: int = 64, skip_also: tuple[str, ...] = ()) -> list:
+    """The first ``per_op`` small, finite, float32 samples of every op with a differentiable input.
+
+    For the expensive checks (Jacobians, Hessian-vector products, export, dtypes):
+    they run on a few samples per op rather than all of them. Samples opting out of
+    ``check`` (or of any of ``skip_also``) are not chosen.
+    """
+    cases = []
+    for info in REGISTRY.values():
+        chosen = 0
+        for i, sample in enumerate(info.samples()):
+            if chosen == per_op:
+                break
+            if any(c in sample.skip for c in (check, *skip_also)):
+                continue
+            if not _small_enough(info, sample, max_numel):
+                continue
+            chosen += 1
+            cases.append(pytest.param(info, sample, id=f"{info.name}-{i}-{sample.name}"))
+    return cases
+
+
+def cast_floating(sample, dtype):
+    """A copy of ``sample`` with every floating NumPy array (inside lists too) cast to ``dtype``."""
+    import dataclasses
+
+    import numpy as np
+
+    from jaxops.testing import is_floating
+
+    def cast(value):
+        if isinstance(value, np.ndarray) and is_floating(value.dtype):
+            return value.astype(dtype)
+        if isinstance(value, list):
+            return [cast(v) for v in value]
+        return value
+
+    return dataclasses.replace(
+        sample,
+        args=tuple(cast(a) for a in sample.args),
+        kwargs={k: cast(v) for k, v in sample.kwargs.items()},
+    )
