@@ -35,10 +35,12 @@ def _small_enough(info, sample, max_numel: int) -> bool:
     """A float32, all-finite sample with differentiable inputs of at most ``max_numel`` elements."""
     import numpy as np
 
+    from jaxops.testing import is_floating
+
     refs = info.grad_refs(sample)
     if not refs or not sample.all_finite():
         return False
-    if any(a.dtype.kind == "f" and a.dtype != np.float32 for a in sample.arrays()):
+    if any(is_floating(a.dtype) and a.dtype != np.float32 for a in sample.arrays()):
         return False  # half-precision samples have their own checks
     numel = sum(int(np.size(sample.get(r))) for r in refs)
     return 0 < numel <= max_numel
