@@ -88,3 +88,49 @@ def cast_floating(sample, dtype):
         args=tuple(cast(a) for a in sample.args),
         kwargs={k: cast(v) for k, v in sample.kwargs.items()},
     )
+
+
+def batch_refs(info, sample) -> tuple:
+    """The arguments of ``sample`` whose leading axis is the op's own batch axis N.
+
+    Used for symbolic batch sizes (export) and batch sharding. Empty when the
+    sample has no batch axis (e.g. unbatched CHW input) or it is empty.
+    """
+    import numpy as np
+
+    def nd(ref):
+        value = sample.get(ref)
+        return np.ndim(value) if isinstance(value, np.ndarray) else -1
+
+    name = info.name
+    if name in ("max_pool2d", "avg_pool2d", "conv2d", "conv_transpose2d", "roi_pool", "roi_align"):
+        refs = (0,) if nd(0) == 4 else ()
+    elif name == "max_unpool2d":
+        refs = (0, 1) if nd(0) == 4 else ()
+    elif name == "batch_norm":
+        refs = (0,) if nd(0) >= 2 else ()
+    elif name == "cross_entropy":
+        refs = (0, 1) if nd(0) >= 2 and nd(1) >= 1 else ()
+    elif name == "mse_loss":
+        same = nd(0) >= 1 and np.shape(sample.get(0)) == np.shape(sample.get(1))
+        refs = ((0, 1) + (("weight",) if nd("weight") > 0 else ())) if same else ()
+    elif name in ("sigmoid", "flatten"):
+        refs = (0,) if nd(0) >= 1 else ()
+    else:
+        raise KeyError(f"batch_refs: declare the batch arguments of new op {name!r} here")
+    if refs and np.shape(sample.get(refs[0]))[0] == 0:
+        return ()
+    return refs
+
+
+def batch_cases(check: str, per_op: int = 2, max_numel: int = 512) -> list:
+    """Small, finite float32 samples with a batch axis N, ``per_op`` per op."""
+    cases = []
+    for info in REGISTRY.values():
+        chosen = 0
+        for i, sample in enumerate(info.samples()):
+            if chosen < per_op and check not in sample.skip and batch_refs(info, sample):
+                if _small_enough(info, sample, max_numel):
+                    chosen += 1
+                    cases.append(pytest.param(info, sample, id=f"{info.name}-{i}-{sample.name}"))
+    return cases
