@@ -11,11 +11,16 @@ def sample_cases(check: str | None = None, per_op: int | None = None) -> list:
     """``pytest.param(info, sample)`` for every sample of every registered op.
 
     Samples that opt out of ``check`` are marked skipped with their stated reason.
-    ``per_op`` keeps only the first samples of each op (for the costlier checks).
+    ``per_op`` keeps that many samples of each op, evenly spread over its list
+    (corners first, random configurations last), for the costlier checks.
     """
     cases = []
     for info in REGISTRY.values():
-        for i, sample in enumerate(info.samples()[:per_op]):
+        samples = list(enumerate(info.samples()))
+        if per_op is not None and len(samples) > per_op:
+            step = len(samples) / per_op
+            samples = [samples[int(k * step)] for k in range(per_op)]
+        for i, sample in samples:
             marks = []
             if check is not None and check in sample.skip:
                 marks.append(pytest.mark.skip(reason=sample.skip[check]))
