@@ -45,7 +45,9 @@ def mesh(request):
     if jax.device_count() < N_DEVICES:
         pytest.skip("needs 8 devices")
     kind = {"auto": AxisType.Auto, "explicit": AxisType.Explicit}[request.param]
-    return jax.make_mesh((N_DEVICES,), ("batch",), axis_types=(kind,))
+    mesh = jax.make_mesh((N_DEVICES,), ("batch",), axis_types=(kind,))
+    with jax.set_mesh(mesh):  # explicit-mode jit needs the mesh in context
+        yield mesh
 
 
 def _bound(info, sample, refs):
@@ -83,43 +85,92 @@ def _variants(a: np.ndarray, n: int) -> list[np.ndarray]:
     return [(a * (1.0 - 0.05 * k)).astype(a.dtype) for k in range(n)]
 
 
+def _check_sharded(f, values, grad_pos, is_batched, tol, grad_tol, mesh, what):
+    """``jit(f)`` on ``values`` split along axis 0 over the mesh vs on one device.
+
+    Outputs (and the gradients w.r.t. ``values[grad_pos]``, with cotangents split
+    like the outputs) must match, and every output leaf for which
+    ``is_batched(index, sharded_leaf, single_device_leaf)`` holds, and every
+    gradient, must still be split 8 ways along its leading axis.
+    """
+    split, whole = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
+    sharded = [jax.device_put(v, split) for v in values]
+    single = _single_device(values)
+    jf = jax.jit(f)
+    actual, expected = jf(*sharded), jf(*single)
+    _assert_close(actual, expected, tol, what)
+    a_leaves, treedef = jax.tree_util.tree_flatten(actual)
+    e_leaves = jax.tree_util.tree_leaves(expected)
+    batched = [bool(is_batched(i, a, e)) for i, (a, e) in enumerate(zip(a_leaves, e_leaves))]
+    for i, (leaf, b) in enumerate(zip(a_leaves, batched)):
+        if b:
+            _assert_batch_sharded(leaf, f"{what} output[{i}]")
+    if not grad_pos:
+        return
+    inexact = [i for i, leaf in enumerate(e_leaves) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    rng = np.random.default_rng(0)
+    cots = [rng.standard_normal(e_leaves[i].shape).astype(e_leaves[i].dtype) for i in inexact]
+
+    def pull(vals, cots):
+        def g(*diff):
+            full = list(vals)
+            for p, d in zip(grad_pos, diff):
+                full[p] = d
+            return f(*full)
+
+        out, vjp = jax.vjp(g, *[vals[p] for p in grad_pos])
+        leaves = [np.zeros(leaf.shape, jax.dtypes.float0) for leaf in jax.tree_util.tree_leaves(out)]
+        for i, c in zip(inexact, cots):
+            leaves[i] = c
+        return vjp(jax.tree_util.tree_unflatten(treedef, leaves))
+
+    sharded_cots = [jax.device_put(c, split if batched[i] else whole) for i, c in zip(inexact, cots)]
+    grads = jax.jit(pull)(sharded, sharded_cots)
+    _assert_close(grads, jax.jit(pull)(single, _single_device(cots)), grad_tol, f"{what} gradient")
+    for p, g in zip(grad_pos, grads):
+        _assert_batch_sharded(g, f"{what} gradient w.r.t. argument {p}")
+
+
+def _grad_positions(info, sample, refs):
+    diff = set(info.grad_refs(sample))
+    return [k for k, r in enumerate(refs) if r in diff]
+
+
 @pytest.mark.parametrize("info,sample", small_cases("sharding", per_op=2, max_numel=512))
 def test_vmapped_op_on_sharded_batch(info, sample, mesh):
-    """``jit(vmap(op))`` on a batch of 16 sharded over 8 devices."""
+    """``jit(vmap(op))`` on a batch of 16 sharded over 8 devices, forward and VJP."""
     refs = info.vmap_refs(sample)
-    f = jax.jit(jax.vmap(_bound(info, sample, refs)))
-    batch = 2 * N_DEVICES
-    stacked = [np.stack(_variants(sample.get(r), batch)) for r in refs]
-    sharding = NamedSharding(mesh, P("batch"))
-    sharded = [jax.device_put(s, sharding) for s in stacked]
-    actual = f(*sharded)
-    expected = f(*_single_device(stacked))
-    _assert_close(actual, expected, sample.fwd_tol or info.fwd_tol, "vmap")
-    for i, (leaf, e) in enumerate(zip(parity.leaves(actual), parity.leaves(expected))):
-        # A leaf equal across the batch (e.g. running statistics passed through in
-        # evaluation mode) does not depend on it: vmap broadcasts it, replicated.
-        if leaf is not None and not (np.asarray(e) == np.asarray(e)[:1]).all():
-            _assert_batch_sharded(leaf, f"vmap output[{i}]")
+    stacked = [np.stack(_variants(sample.get(r), 2 * N_DEVICES)) for r in refs]
+    # A leaf equal across the batch (e.g. running statistics passed through in
+    # evaluation mode) does not depend on it: vmap broadcasts it, replicated.
+    def is_batched(i, leaf, e):
+        return not (np.asarray(e) == np.asarray(e)[:1]).all()
+
+    _check_sharded(
+        jax.vmap(_bound(info, sample, refs)), stacked, _grad_positions(info, sample, refs), is_batched,
+        sample.fwd_tol or info.fwd_tol, sample.grad_tol or info.grad_tol, mesh, "vmap",
+    )
 
 
 @pytest.mark.parametrize("info,sample", batch_cases("sharding"))
 def test_op_on_batch_axis_sharded(info, sample, mesh):
     """The op's own batch axis N (inputs tiled to 8N) split over 8 devices; plain ``jit``."""
     refs = batch_refs(info, sample)
-    f = jax.jit(_bound(info, sample, refs))
+    f = _bound(info, sample, refs)
     values = [
         np.concatenate(_variants(sample.get(r), N_DEVICES)) if k == 0 else np.concatenate([sample.get(r)] * N_DEVICES)
         for k, r in enumerate(refs)
     ]
-    sharding = NamedSharding(mesh, P("batch"))
-    sharded = [jax.device_put(v, sharding) for v in values]
-    actual = f(*sharded)
-    _assert_close(actual, f(*_single_device(values)), sample.fwd_tol or info.fwd_tol, "sharded")
     # Outputs whose leading axis grows with N carry the batch axis (RoI outputs have K rows instead).
-    small = parity.leaves(f(*[jnp.asarray(sample.get(r)) for r in refs]))
-    for i, (leaf, one) in enumerate(zip(parity.leaves(actual), small)):
-        if leaf is not None and one.ndim and one.shape[0] * N_DEVICES == leaf.shape[0]:
-            _assert_batch_sharded(leaf, f"output[{i}]")
+    small = jax.tree_util.tree_leaves(f(*[jnp.asarray(sample.get(r)) for r in refs]))
+
+    def is_batched(i, leaf, e):
+        return small[i].ndim > 0 and small[i].shape[0] * N_DEVICES == leaf.shape[0]
+
+    _check_sharded(
+        f, values, _grad_positions(info, sample, refs), is_batched,
+        sample.fwd_tol or info.fwd_tol, sample.grad_tol or info.grad_tol, mesh, "sharded",
+    )
 
 
 # ---------------------------------------------------------------- batch_norm, data parallel
