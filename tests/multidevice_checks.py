@@ -45,9 +45,7 @@ def mesh(request):
     if jax.device_count() < N_DEVICES:
         pytest.skip("needs 8 devices")
     kind = {"auto": AxisType.Auto, "explicit": AxisType.Explicit}[request.param]
-    mesh = jax.make_mesh((N_DEVICES,), ("batch",), axis_types=(kind,))
-    with jax.set_mesh(mesh):  # explicit-mode jit needs the mesh in context
-        yield mesh
+    return jax.make_mesh((N_DEVICES,), ("batch",), axis_types=(kind,))
 
 
 def _bound(info, sample, refs):
@@ -97,7 +95,9 @@ def _check_sharded(f, values, grad_pos, is_batched, tol, grad_tol, mesh, what):
     sharded = [jax.device_put(v, split) for v in values]
     single = _single_device(values)
     jf = jax.jit(f)
-    actual, expected = jf(*sharded), jf(*single)
+    expected = jf(*single)
+    with jax.set_mesh(mesh):  # explicit-mode jit needs the mesh in context
+        actual = jf(*sharded)
     _assert_close(actual, expected, tol, what)
     a_leaves, treedef = jax.tree_util.tree_flatten(actual)
     e_leaves = jax.tree_util.tree_leaves(expected)
@@ -125,7 +125,8 @@ def _check_sharded(f, values, grad_pos, is_batched, tol, grad_tol, mesh, what):
         return vjp(jax.tree_util.tree_unflatten(treedef, leaves))
 
     sharded_cots = [jax.device_put(c, split if batched[i] else whole) for i, c in zip(inexact, cots)]
-    grads = jax.jit(pull)(sharded, sharded_cots)
+    with jax.set_mesh(mesh):
+        grads = jax.jit(pull)(sharded, sharded_cots)
     _assert_close(grads, jax.jit(pull)(single, _single_device(cots)), grad_tol, f"{what} gradient")
     for p, g in zip(grad_pos, grads):
         _assert_batch_sharded(g, f"{what} gradient w.r.t. argument {p}")
@@ -230,7 +231,8 @@ def test_batch_norm_training_sharded_input_plain_jit(mesh):
         zeros = jnp.zeros_like(out[1]), jnp.zeros_like(out[2])
         return out, vjp(type(out)(cot, *zeros))
 
-    out, grads = step(xs, w, b, cots)
+    with jax.set_mesh(mesh):
+        out, grads = step(xs, w, b, cots)
     _check(out, expected, "batch_norm (jit, sharded)")
     _check(grads, expected_grads, "batch_norm grads (jit, sharded)")
     _assert_batch_sharded(out[0], "output")
@@ -257,7 +259,8 @@ def test_batch_norm_training_shard_map_axis_name(mesh):
 
     xs = jax.device_put(x, NamedSharding(mesh, P("batch")))
     cots = jax.device_put(cot, NamedSharding(mesh, P("batch")))
-    out, grads = step(xs, w, b, cots)
+    with jax.set_mesh(mesh):
+        out, grads = step(xs, w, b, cots)
     _check(out, expected, "batch_norm (shard_map)")
     _check(grads, expected_grads, "batch_norm grads (shard_map)")
     _assert_batch_sharded(out[0], "output")
