@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax._src.core import ShardingTypeError  # not exported publicly in JAX 0.10
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 import jaxops
@@ -46,6 +47,17 @@ def mesh(request):
         pytest.skip("needs 8 devices")
     kind = {"auto": AxisType.Auto, "explicit": AxisType.Explicit}[request.param]
     return jax.make_mesh((N_DEVICES,), ("batch",), axis_types=(kind,))
+
+
+# Ops that do not yet resolve their shardings on an Explicit mesh (sharding in
+# types), with the cause. Only that error is expected (a wrong value still
+# fails), and a sample that passes is reported as XPASS: remove the entry then.
+EXPLICIT_MODE_GAPS: dict[str, str] = {}
+
+
+def _allow_explicit_gap(request, mesh, op: str) -> None:
+    if mesh.axis_types[0] == AxisType.Explicit and op in EXPLICIT_MODE_GAPS:
+        request.applymarker(pytest.mark.xfail(reason=EXPLICIT_MODE_GAPS[op], raises=ShardingTypeError, strict=False))
 
 
 def _bound(info, sample, refs):
@@ -138,8 +150,9 @@ def _grad_positions(info, sample, refs):
 
 
 @pytest.mark.parametrize("info,sample", small_cases("sharding", per_op=2, max_numel=512))
-def test_vmapped_op_on_sharded_batch(info, sample, mesh):
+def test_vmapped_op_on_sharded_batch(info, sample, mesh, request):
     """``jit(vmap(op))`` on a batch of 16 sharded over 8 devices, forward and VJP."""
+    _allow_explicit_gap(request, mesh, info.name)
     refs = info.vmap_refs(sample)
     stacked = [np.stack(_variants(sample.get(r), 2 * N_DEVICES)) for r in refs]
     # A leaf equal across the batch (e.g. running statistics passed through in
@@ -154,8 +167,9 @@ def test_vmapped_op_on_sharded_batch(info, sample, mesh):
 
 
 @pytest.mark.parametrize("info,sample", batch_cases("sharding"))
-def test_op_on_batch_axis_sharded(info, sample, mesh):
+def test_op_on_batch_axis_sharded(info, sample, mesh, request):
     """The op's own batch axis N (inputs tiled to 8N) split over 8 devices; plain ``jit``."""
+    _allow_explicit_gap(request, mesh, info.name)
     refs = batch_refs(info, sample)
     f = _bound(info, sample, refs)
     values = [
@@ -215,8 +229,9 @@ def _batch_norm_or_skip(*args, **kwargs):
         pytest.skip(f"waiting for batch_norm: {e}")
 
 
-def test_batch_norm_training_sharded_input_plain_jit(mesh):
+def test_batch_norm_training_sharded_input_plain_jit(mesh, request):
     """Route 1: plain ``jit`` on a batch-sharded input; XLA inserts the all-reduce of the statistics."""
+    _allow_explicit_gap(request, mesh, "batch_norm")
     x, rm, rv, w, b, cot = _bn_problem()
     expected, expected_grads = _bn_torch(x, rm, rv, w, b, cot)
     xs = jax.device_put(x, NamedSharding(mesh, P("batch")))
@@ -239,8 +254,9 @@ def test_batch_norm_training_sharded_input_plain_jit(mesh):
     _assert_batch_sharded(grads[0], "grad input")
 
 
-def test_batch_norm_training_shard_map_axis_name(mesh):
+def test_batch_norm_training_shard_map_axis_name(mesh, request):
     """Route 2: ``shard_map`` over the batch axis with ``axis_name``: global statistics by collectives."""
+    _allow_explicit_gap(request, mesh, "batch_norm")
     x, rm, rv, w, b, cot = _bn_problem()
     expected, expected_grads = _bn_torch(x, rm, rv, w, b, cot)
 
