@@ -76,11 +76,14 @@ def jax_fwd_bwd(fn: Callable[..., Any], args: tuple, argnums: tuple[int, ...], s
         lambda s: np.random.default_rng(seed).standard_normal(s.shape).astype(s.dtype), out
     )
 
-    def fwd_bwd(*a):
+    # The cotangent is an argument, not a closed-over constant: as a constant XLA may
+    # constant-fold a backward that depends on it alone (avg_pool2d's), for minutes.
+    def fwd_bwd(*a_and_cot):
+        *a, c = a_and_cot
         primal, vjp = jax.vjp(lambda *d: fn(*[d[argnums.index(i)] if i in argnums else x for i, x in enumerate(a)]), *[a[i] for i in argnums])
-        return primal, vjp(cot)
+        return primal, vjp(c)
 
-    return jax_impl(fwd_bwd, *args)
+    return jax_impl(fwd_bwd, *args, jax.tree_util.tree_map(jax.numpy.asarray, cot))
 
 
 def torch_fwd(fn: Callable[..., Any], *args: Any) -> Impl:

@@ -30,14 +30,15 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     harness.setup_torch()
     reps = args.reps or (5 if args.quick else 15)
-    print(f"{'op':<18}{'workload':<44}{'mode':<9}{'jaxops ms':>10}{'torch ms':>10}{'lax ms':>9}{'ratio':>7}{'compile s':>10}")
+    print(f"{'op':<18}{'workload':<44}{'mode':<9}{'jaxops ms':>10}{'torch ms':>10}{'lax ms':>9}{'ratio':>7}{'compile s':>10}{'GFLOP/s':>9}")
     for case in all_cases(args.quick):
         if args.op and case.op not in args.op:
             continue
         stats = harness.measure(case.make(), reps=reps)
         ms = lambda k: f"{stats[k].median_s * 1e3:.2f}" if k in stats else "-"  # noqa: E731
+        gflops = f"{case.flops / stats['jaxops'].median_s / 1e9:.1f}" if case.flops else "-"
         ratio = stats["jaxops"].median_s / stats["torch"].median_s if "torch" in stats else float("nan")
-        print(f"{case.op:<18}{case.workload:<44}{case.mode:<9}{ms('jaxops'):>10}{ms('torch'):>10}{ms('lax'):>9}{ratio:>7.2f}{stats['jaxops'].compile_s:>10.2f}", flush=True)
+        print(f"{case.op:<18}{case.workload:<44}{case.mode:<9}{ms('jaxops'):>10}{ms('torch'):>10}{ms('lax'):>9}{ratio:>7.2f}{stats['jaxops'].compile_s:>10.2f}{gflops:>9}", flush=True)
     return 0
 
 
