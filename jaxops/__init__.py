@@ -17,6 +17,18 @@ from jaxops.shape import flatten
 
 __version__ = "0.1.0"
 
+
+def _register_export_types() -> None:
+    """Lets ``jax.export`` serialise functions returning jaxops' NamedTuple results."""
+    from jax import export
+
+    from jaxops.normalization import BatchNormOutput
+
+    export.register_namedtuple_serialization(BatchNormOutput, serialized_name="jaxops.BatchNormOutput")
+
+
+_register_export_types()
+
 __all__ = [
     "BatchNormOutput",
     "avg_pool2d",

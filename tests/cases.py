@@ -7,14 +7,20 @@ import pytest
 from jaxops.testing import REGISTRY
 
 
-def sample_cases(check: str | None = None) -> list:
+def sample_cases(check: str | None = None, per_op: int | None = None) -> list:
     """``pytest.param(info, sample)`` for every sample of every registered op.
 
     Samples that opt out of ``check`` are marked skipped with their stated reason.
+    ``per_op`` keeps that many samples of each op, evenly spread over its list
+    (corners first, random configurations last), for the costlier checks.
     """
     cases = []
     for info in REGISTRY.values():
-        for i, sample in enumerate(info.samples()):
+        samples = list(enumerate(info.samples()))
+        if per_op is not None and len(samples) > per_op:
+            step = len(samples) / per_op
+            samples = [samples[int(k * step)] for k in range(per_op)]
+        for i, sample in samples:
             marks = []
             if check is not None and check in sample.skip:
                 marks.append(pytest.mark.skip(reason=sample.skip[check]))
@@ -28,3 +34,108 @@ def error_cases() -> list:
         for info in REGISTRY.values()
         for i, err in enumerate(info.error_inputs())
     ]
+
+
+def _small_enough(info, sample, max_numel: int) -> bool:
+    """A float32, all-finite sample with differentiable inputs of at most ``max_numel`` elements."""
+    import numpy as np
+
+    from jaxops.testing import is_floating
+
+    refs = info.grad_refs(sample)
+    if not refs or not sample.all_finite():
+        return False
+    if any(is_floating(a.dtype) and a.dtype != np.float32 for a in sample.arrays()):
+        return False  # half-precision samples have their own checks
+    numel = sum(int(np.size(sample.get(r))) for r in refs)
+    return 0 < numel <= max_numel
+
+
+def small_cases(check: str, per_op: int = 3, max_numel: int = 64, skip_also: tuple[str, ...] = ()) -> list:
+    """The first ``per_op`` small, finite, float32 samples of every op with a differentiable input.
+
+    For the expensive checks (Jacobians, Hessian-vector products, export, dtypes):
+    they run on a few samples per op rather than all of them. Samples opting out of
+    ``check`` (or of any of ``skip_also``) are not chosen.
+    """
+    cases = []
+    for info in REGISTRY.values():
+        chosen = 0
+        for i, sample in enumerate(info.samples()):
+            if chosen == per_op:
+                break
+            if any(c in sample.skip for c in (check, *skip_also)):
+                continue
+            if not _small_enough(info, sample, max_numel):
+                continue
+            chosen += 1
+            cases.append(pytest.param(info, sample, id=f"{info.name}-{i}-{sample.name}"))
+    return cases
+
+
+def cast_floating(sample, dtype):
+    """A copy of ``sample`` with every floating NumPy array (inside lists too) cast to ``dtype``."""
+    import dataclasses
+
+    import numpy as np
+
+    from jaxops.testing import is_floating
+
+    def cast(value):
+        if isinstance(value, np.ndarray) and is_floating(value.dtype):
+            return value.astype(dtype)
+        if isinstance(value, list):
+            return [cast(v) for v in value]
+        return value
+
+    return dataclasses.replace(
+        sample,
+        args=tuple(cast(a) for a in sample.args),
+        kwargs={k: cast(v) for k, v in sample.kwargs.items()},
+    )
+
+
+def batch_refs(info, sample) -> tuple:
+    """The arguments of ``sample`` whose leading axis is the op's own batch axis N.
+
+    Used for symbolic batch sizes (export) and batch sharding. Empty when the
+    sample has no batch axis (e.g. unbatched CHW input) or it is empty.
+    """
+    import numpy as np
+
+    def nd(ref):
+        value = sample.get(ref)
+        return np.ndim(value) if isinstance(value, np.ndarray) else -1
+
+    name = info.name
+    if name in ("max_pool2d", "avg_pool2d", "conv2d", "conv_transpose2d", "roi_pool", "roi_align"):
+        refs = (0,) if nd(0) == 4 else ()
+    elif name == "max_unpool2d":
+        refs = (0, 1) if nd(0) == 4 else ()
+    elif name == "batch_norm":
+        refs = (0,) if nd(0) >= 2 else ()
+    elif name == "cross_entropy":
+        refs = (0, 1) if nd(0) >= 2 and nd(1) >= 1 else ()
+    elif name == "mse_loss":
+        same = nd(0) >= 1 and np.shape(sample.get(0)) == np.shape(sample.get(1))
+        refs = ((0, 1) + (("weight",) if nd("weight") > 0 else ())) if same else ()
+    elif name in ("sigmoid", "flatten"):
+        refs = (0,) if nd(0) >= 1 else ()
+    else:
+        raise KeyError(f"batch_refs: declare the batch arguments of new op {name!r} here")
+    if refs and np.shape(sample.get(refs[0]))[0] == 0:
+        return ()
+    return refs
+
+
+def batch_cases(check: str, per_op: int = 2, max_numel: int = 512) -> list:
+    """Small, finite float32 samples with a batch axis N, ``per_op`` per op."""
+    cases = []
+    for info in REGISTRY.values():
+        chosen = 0
+        for i, sample in enumerate(info.samples()):
+            if chosen < per_op and check not in sample.skip and batch_refs(info, sample):
+                if _small_enough(info, sample, max_numel):
+                    chosen += 1
+                    cases.append(pytest.param(info, sample, id=f"{info.name}-{i}-{sample.name}"))
+    return cases
