@@ -455,6 +455,16 @@ _transposed.defjvp(_transposed_jvp, symbolic_zeros=True)
 # ---------------------------------------------------------------- jitted cores
 
 
+def _add_bias(y: jax.Array, b: jax.Array) -> jax.Array:
+    """Adds the per-channel bias in at least float32, rounding once.
+
+    The bias gradient is the cotangent summed over (N, H, W); computing the add in float32
+    makes that sum accumulate in float32 for half-precision inputs, as torch's does.
+    """
+    acc = jnp.promote_types(y.dtype, jnp.float32)
+    return (y.astype(acc) + b.astype(acc)[:, None, None]).astype(y.dtype)
+
+
 @functools.partial(
     jax.jit, static_argnames=("stride", "pads", "dilation", "groups", "padding_mode")
 )
@@ -463,9 +473,7 @@ def _conv2d(x, w, b, *, stride, pads, dilation, groups, padding_mode):
         x = jnp.pad(x, ((0, 0), (0, 0), *pads), mode=_JNP_PAD_MODE[padding_mode])
         pads = ((0, 0), (0, 0))
     y = _conv(x, w, stride, pads, dilation, groups)
-    if b is not None:
-        y = y + b[:, None, None]
-    return y
+    return y if b is None else _add_bias(y, b)
 
 
 @functools.partial(
@@ -490,9 +498,7 @@ def _conv_transpose2d(x, w, b, *, stride, padding, output_padding, dilation, gro
     )
     else:
         y = _transposed(x, w, out_shape, stride, pads, dilation, groups)
-    if b is not None:
-        y = y + b[:, None, None]
-    return y
+    return y if b is None else _add_bias(y, b)
 
 
 # ---------------------------------------------------------------- validation

@@ -175,21 +175,10 @@ def test_half_precision_forward(info, sample, dtype):
         assert c.ok, c.message
 
 
-def _has_bias(sample) -> bool:
-    bias = sample.args[2] if len(sample.args) > 2 else sample.kwargs.get("bias")
-    return isinstance(bias, np.ndarray)
-
-
-_BIAS_GAP = (
-    "the bias gradient is a reduce_sum of the half-precision cotangent over (N, H, W) "
-    "(JAX's transpose of the bias broadcast-add); torch sums it in float32"
-)
 # Ops whose backward pass still sums in half precision: op -> (applies to sample, why).
-# Strict: once fixed, the XPASS fails and the entry must go.
-HALF_GRADIENT_GAPS = {
-    "conv2d": (_has_bias, _BIAS_GAP),
-    "conv_transpose2d": (_has_bias, _BIAS_GAP),
-}
+# Strict: once fixed, the XPASS fails and the entry must go. (conv2d/conv_transpose2d's bias
+# gradient was the last: the bias is now added in float32.)
+HALF_GRADIENT_GAPS: dict = {}
 
 
 @pytest.mark.parametrize("info,sample,dtype", _half_cases())
