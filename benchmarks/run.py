@@ -219,9 +219,12 @@ def plot_ratios(results: list[dict[str, Any]], machine: dict[str, Any], path: Pa
                     ha="left" if r["ratio_torch"] >= 1 else "right", va="center", fontsize=7)
     ax.set_xscale("log")
     ax.set_xlim(1 / span, span)
-    ticks = [2.0**k for k in range(-8, 9) if 1 / span <= 2.0**k <= span]
+    step = 1 if span <= 16 else 2
+    ticks = [2.0**k for k in range(-10, 11, step) if 1 / span <= 2.0**k <= span]
     ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
-    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+    ax.xaxis.set_major_formatter(
+        ticker.FuncFormatter(lambda v, _: f"{v:g}x" if v >= 1 else f"1/{1 / v:g}x")
+    )
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.axvline(1.0, color="black", linewidth=1.2)
     ax.set_yticks(range(len(groups)))
@@ -272,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("fwd", "fwd+bwd"), help="only this mode")
     parser.add_argument("--reps", type=int, help="timed repetitions per case (default 15, quick 5)")
     parser.add_argument("--min-time", type=float, metavar="S",
-                        help="keep repeating each case for at least S seconds (default 1, quick 0)")
+                        help="keep repeating each case for at least S seconds (default 1, quick 0.2)")
     parser.add_argument("--out", type=Path, default=HERE / "results", metavar="DIR",
                         help="where the JSON, PNG and Markdown go (default benchmarks/results/)")
     parser.add_argument("--name", metavar="STEM", help='file stem (default "bench" or "bench-quick")')
@@ -303,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
 
     harness.setup_torch()
     reps = args.reps or (5 if args.quick else 15)
-    min_time = args.min_time if args.min_time is not None else (0.0 if args.quick else 1.0)
+    min_time = args.min_time if args.min_time is not None else (0.2 if args.quick else 1.0)
     machine = harness.machine_info()
     print(
         f"jaxops benchmarks{' (--quick)' if args.quick else ''}: {machine['cpu']}, "

@@ -24,7 +24,7 @@ def quick_run(tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--op", "sigmoid",
-         "--reps", "2", "--out", str(out), "--no-progress"],
+         "--reps", "2", "--min-time", "0", "--out", str(out), "--no-progress"],
         capture_output=True, text=True, env=env, timeout=300,
     )
     return proc, out
