@@ -71,3 +71,19 @@ def test_tour_executes(tmp_path):
     assert "FAIL" not in tables[0], tables[0]
     assert "test accuracy" in text
     print(f"tour.ipynb executed in {elapsed:.1f} s")  # shown with pytest -s; budget: under a minute
+
+
+def strip_outputs(path: Path = NOTEBOOK) -> None:
+    """Removes every output and execution count, in place (``python tests/test_notebook.py --strip``)."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+        cell.metadata.pop("execution", None)
+    nbformat.write(nb, path)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--strip"]:
+        raise SystemExit("usage: python tests/test_notebook.py --strip")
+    strip_outputs()
