@@ -283,7 +283,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update-readme", action="store_true",
                         help="put the table and chart into README.md between the bench markers")
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar (there is none anyway when stderr is not a terminal)")
     args = parser.parse_args(argv)
 
     cases, broken = load_cases(args.quick)
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table.header(), flush=True)
     start = time.perf_counter()
     results = []
-    with tqdm(cases, unit="case", file=sys.stderr, leave=False, disable=args.no_progress,
+    with tqdm(cases, unit="case", file=sys.stderr, leave=False, disable=True if args.no_progress else None,  # None: only on a terminal
               dynamic_ncols=True) as bar:
         for case in bar:
             bar.set_postfix_str(f"{case.op} {case.mode}")
