@@ -318,8 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     print(table.header(), flush=True)
     start = time.perf_counter()
     results = []
-    with tqdm(cases, unit="case", file=sys.stderr, leave=False, disable=True if args.no_progress else None,  # None: only on a terminal
-              dynamic_ncols=True) as bar:
+    progress = dict(unit="case", file=sys.stderr, leave=False, dynamic_ncols=True,
+                    disable=True if args.no_progress else None)  # None: only on a terminal
+    with tqdm(cases, **progress) as bar:
         for case in bar:
             bar.set_postfix_str(f"{case.op} {case.mode}")
             record = time_case(case, reps, min_time)
