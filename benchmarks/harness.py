@@ -154,7 +154,7 @@ def _cotangent(shape_dtype: Any, seed: int) -> np.ndarray:
 def jax_fwd_bwd(
     fn: Callable[..., Any], args: tuple, argnums: Sequence[int], seed: int = 0
 ) -> Impl:
-    """Forward plus VJP of ``fn`` w.r.t. ``args[i] for i in argnums``, with a fixed random cotangent."""
+    """Forward plus VJP of ``fn`` w.r.t. ``args[i] for i in argnums`` (fixed random cotangent)."""
     argnums = tuple(argnums)
     cot = jax.tree_util.tree_map(lambda s: _cotangent(s, seed), jax.eval_shape(fn, *args))
 
@@ -186,7 +186,7 @@ def torch_fwd(fn: Callable[..., Any], *args: Any) -> Impl:
 def torch_fwd_bwd(
     fn: Callable[..., Any], args: tuple, argnums: Sequence[int], seed: int = 0
 ) -> Impl:
-    """Forward plus ``torch.autograd.grad`` w.r.t. ``args[i] for i in argnums`` (fixed cotangent)."""
+    """Forward plus ``torch.autograd.grad`` w.r.t. ``args[i] for i in argnums`` (same cotangent)."""
     import torch
 
     leaves = [

@@ -138,7 +138,9 @@ def row_cells(record: dict[str, Any]) -> list[str]:
     ]
 
 
-HEADER = ["op", "workload", "mode", "jaxops ms", "torch ms", "lax ms", "/torch", "/lax", "compile s"]
+HEADER = [
+    "op", "workload", "mode", "jaxops ms", "torch ms", "lax ms", "/torch", "/lax", "compile s",
+]
 RIGHT = {3, 4, 5, 6, 7, 8}  # numeric columns are right-aligned
 # Widths of the timing columns; a cell is "median (min-max)" in ms.
 WIDTHS = [0, 0, 7, 20, 20, 20, 6, 5, 9]
@@ -189,8 +191,10 @@ def markdown_table(results: list[dict[str, Any]], machine: dict[str, Any], setti
 # ---------------------------------------------------------------- chart
 
 
-def plot_ratios(results: list[dict[str, Any]], machine: dict[str, Any], path: Path, quick: bool) -> None:
-    """Horizontal bars of jaxops/torch per (op, workload), one bar per mode, log scale, 1.0 marked."""
+def plot_ratios(
+    results: list[dict[str, Any]], machine: dict[str, Any], path: Path, quick: bool
+) -> None:
+    """Horizontal bars of jaxops/torch per (op, workload), a bar per mode; log scale, 1.0 marked."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -228,7 +232,8 @@ def plot_ratios(results: list[dict[str, Any]], machine: dict[str, Any], path: Pa
     ax.xaxis.set_minor_formatter(ticker.NullFormatter())
     ax.axvline(1.0, color="black", linewidth=1.2)
     ax.set_yticks(range(len(groups)))
-    ax.set_yticklabels([f"{op}  {w if len(w) <= 40 else w[:39] + '~'}" for op, w in groups], fontsize=8)
+    labels = [f"{op}  {w if len(w) <= 40 else w[:39] + '~'}" for op, w in groups]
+    ax.set_yticklabels(labels, fontsize=8)
     ax.invert_yaxis()
     ax.grid(axis="x", which="both", alpha=0.3)
     ax.set_xlabel("jaxops time / PyTorch time (median; < 1: jaxops faster)")
@@ -275,10 +280,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=("fwd", "fwd+bwd"), help="only this mode")
     parser.add_argument("--reps", type=int, help="timed repetitions per case (default 15, quick 5)")
     parser.add_argument("--min-time", type=float, metavar="S",
-                        help="keep repeating each case for at least S seconds (default 1, quick 0.2)")
+                        help="repeat each case for at least S seconds (default 1, quick 0.2)")
     parser.add_argument("--out", type=Path, default=HERE / "results", metavar="DIR",
                         help="where the JSON, PNG and Markdown go (default benchmarks/results/)")
-    parser.add_argument("--name", metavar="STEM", help='file stem (default "bench" or "bench-quick")')
+    parser.add_argument("--name", metavar="STEM",
+                        help='file stem (default "bench", or "bench-quick" with --quick)')
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG")
     parser.add_argument("--update-readme", action="store_true",
                         help="put the table and chart into README.md between the bench markers")
@@ -295,7 +301,10 @@ def main(argv: list[str] | None = None) -> int:
             f"no benchmark for op(s) {', '.join(sorted(wanted - set(known)))}; "
             f"ops with workloads: {', '.join(known)}"
         )
-    cases = [c for c in cases if (not wanted or c.op in wanted) and (not args.mode or c.mode == args.mode)]
+    cases = [
+        c for c in cases
+        if (not wanted or c.op in wanted) and (not args.mode or c.mode == args.mode)
+    ]
     if args.list:
         for c in cases:
             print(f"{c.op:<18} {c.mode:<8} {c.workload}")
@@ -353,7 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{len(results)} cases in {wall_s:.0f} s; geometric mean jaxops/torch {geo:.2f}.")
     for r in results:
         if failed(r):
-            print(f"FAILED {r['op']} {r['workload']} {r['mode']}:\n{r.get('traceback', r['error'])}")
+            detail = r.get("traceback", r["error"])
+            print(f"FAILED {r['op']} {r['workload']} {r['mode']}:\n{detail}")
     print("Wrote " + ", ".join(str(p) for p in paths.values()))
     return 1 if broken or any(map(failed, results)) else 0
 

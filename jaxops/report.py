@@ -105,7 +105,8 @@ def format_table(rows: Sequence[Row]) -> str:
 def format_markdown(rows: Sequence[Row]) -> str:
     """The table as Markdown, with each op's formula beside it (for notebooks and docs)."""
     lines = [
-        "| op | formula | configs | fwd RMSE | fwd max\\|err\\| | grad RMSE | grad max\\|err\\| | verdict |",
+        "| op | formula | configs | fwd RMSE | fwd max\\|err\\| | grad RMSE | grad max\\|err\\| "
+        "| verdict |",
         "|---|---|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:

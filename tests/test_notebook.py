@@ -74,7 +74,7 @@ def test_tour_executes(tmp_path):
 
 
 def strip_outputs(path: Path = NOTEBOOK) -> None:
-    """Removes every output and execution count, in place (``python tests/test_notebook.py --strip``)."""
+    """Removes outputs and execution counts in place (``python tests/test_notebook.py --strip``)."""
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
