@@ -125,7 +125,7 @@ def ratio_cell(ratio: float | None) -> str:
 
 
 def row_cells(record: dict[str, Any]) -> list[str]:
-    """op, workload, mode, jaxops/torch/lax ms as median (min-max), ratios, compile s."""
+    """op, workload, mode, jaxops/torch/lax ms as median (min-max), ratios, compile s, GFLOP/s."""
     head = [record["op"], record["workload"], record["mode"]]
     if record["error"]:
         return head + [record["error"]]
@@ -135,15 +135,17 @@ def row_cells(record: dict[str, Any]) -> list[str]:
         ratio_cell(record["ratio_torch"]),
         ratio_cell(record["ratio_lax"]),
         "-" if jx is None else f"{jx['compile_s']:.2f}",
+        f"{record['jaxops_gflops']:.1f}" if "jaxops_gflops" in record else "-",
     ]
 
 
 HEADER = [
     "op", "workload", "mode", "jaxops ms", "torch ms", "lax ms", "/torch", "/lax", "compile s",
+    "GFLOP/s",  # jaxops' rate, for cases that state their flops
 ]
-RIGHT = {3, 4, 5, 6, 7, 8}  # numeric columns are right-aligned
+RIGHT = {3, 4, 5, 6, 7, 8, 9}  # numeric columns are right-aligned
 # Widths of the timing columns; a cell is "median (min-max)" in ms.
-WIDTHS = [0, 0, 7, 20, 20, 20, 6, 5, 9]
+WIDTHS = [0, 0, 7, 20, 20, 20, 6, 5, 9, 7]
 
 
 class Table:
@@ -174,7 +176,8 @@ def markdown_table(results: list[dict[str, Any]], machine: dict[str, Any], setti
         f"jax {machine['jax']}, torch {machine['torch']}, numpy {machine['numpy']})"
         + (", `--quick` shapes" if settings.get("quick") else "")
         + ". Times in ms, median (min-max) of interleaved repetitions, compile excluded; "
-        "`/torch` and `/lax` are jaxops' median over theirs (below 1: jaxops is faster).",
+        "`/torch` and `/lax` are jaxops' median over theirs (below 1: jaxops is faster); "
+        "GFLOP/s is jaxops' rate where a case states its flops.",
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "|".join("---:" if k in RIGHT else "---" for k in range(len(HEADER))) + "|",
@@ -321,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"jaxops benchmarks{' (--quick)' if args.quick else ''}: {machine['cpu']}, "
         f"{machine['threads']} threads; jax {machine['jax']}, torch {machine['torch']}. "
-        f"ms: median (min-max) of {reps}+ interleaved reps; /torch, /lax: jaxops' time over theirs."
+        f"ms: median (min-max) of {reps}+ interleaved reps; /torch, /lax: jaxops' time over theirs;"
+        " GFLOP/s: jaxops'."
     )
     table = Table(cases)
     print(table.header(), flush=True)
