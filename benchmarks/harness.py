@@ -87,6 +87,18 @@ def threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def limit_threads(n: int) -> None:
+    """Pins this process to ``n`` of its cores, so XLA and torch both use ``n`` threads.
+
+    Call it before JAX creates its CPU client (the first array or computation):
+    XLA sizes its thread pool from the cores the process may run on.
+    """
+    allowed = sorted(os.sched_getaffinity(0))
+    if not 1 <= n <= len(allowed):
+        raise ValueError(f"threads must be between 1 and {len(allowed)}, got {n}")
+    os.sched_setaffinity(0, allowed[:n])
+
+
 def setup_torch() -> None:
     import torch
 

@@ -3,6 +3,7 @@
     python benchmarks/run.py                    # every op, realistic shapes
     python benchmarks/run.py --quick            # smaller shapes, under two minutes
     python benchmarks/run.py --op conv2d --op max_pool2d
+    python benchmarks/run.py --threads 1        # XLA and torch pinned to one core
     python benchmarks/run.py --list             # the cases, without timing them
 
 Each case is timed three ways where it applies: jaxops (jitted), PyTorch eager
@@ -284,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, help="timed repetitions per case (default 15, quick 5)")
     parser.add_argument("--min-time", type=float, metavar="S",
                         help="repeat each case for at least S seconds (default 1, quick 0.2)")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="run XLA and torch on N cores (default: all this process may use)")
     parser.add_argument("--out", type=Path, default=HERE / "results", metavar="DIR",
                         help="where the JSON, PNG and Markdown go (default benchmarks/results/)")
     parser.add_argument("--name", metavar="STEM",
@@ -295,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (there is none anyway when stderr is not a terminal)")
     args = parser.parse_args(argv)
+    if args.threads:
+        harness.limit_threads(args.threads)  # before any JAX array exists: XLA sizes its pool now
 
     cases, broken = load_cases(args.quick)
     known = sorted({c.op for c in cases})
