@@ -170,10 +170,15 @@ class Table:
         return "\n".join([self.line(HEADER), self.line(["-" * w for w in self.widths])])
 
 
+def _threads(machine: dict[str, Any]) -> str:
+    n = machine["threads"]
+    return f"{n} thread{'s' if n != 1 else ''}"
+
+
 def markdown_table(results: list[dict[str, Any]], machine: dict[str, Any], settings: dict) -> str:
     """The results as the README shows them: a Markdown table under a line naming the machine."""
     lines = [
-        f"Measured {machine['date'][:10]} on {machine['cpu']} ({machine['threads']} threads; "
+        f"Measured {machine['date'][:10]} on {machine['cpu']} ({_threads(machine)}; "
         f"jax {machine['jax']}, torch {machine['torch']}, numpy {machine['numpy']})"
         + (", `--quick` shapes" if settings.get("quick") else "")
         + ". Times in ms, median (min-max) of interleaved repetitions, compile excluded; "
@@ -247,7 +252,7 @@ def plot_ratios(
         ax.legend(unique.values(), unique.keys(), loc="lower right", fontsize=8)
     ax.set_title(
         "jaxops vs PyTorch eager, CPU" + (" (--quick shapes)" if quick else "")
-        + f"\n{machine['cpu']}, {machine['threads']} threads, {machine['date'][:10]}, "
+        + f"\n{machine['cpu']}, {_threads(machine)}, {machine['date'][:10]}, "
         f"jax {machine['jax']}, torch {machine['torch']}",
         fontsize=9,
     )
@@ -328,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = harness.machine_info()
     print(
         f"jaxops benchmarks{' (--quick)' if args.quick else ''}: {machine['cpu']}, "
-        f"{machine['threads']} threads; jax {machine['jax']}, torch {machine['torch']}. "
+        f"{_threads(machine)}; jax {machine['jax']}, torch {machine['torch']}. "
         f"ms: median (min-max) of {reps}+ interleaved reps; /torch, /lax: jaxops' time over theirs;"
         " GFLOP/s: jaxops'."
     )
