@@ -168,9 +168,13 @@ def jax_fwd_bwd(
 ) -> Impl:
     """Forward plus VJP of ``fn`` w.r.t. ``args[i] for i in argnums`` (fixed random cotangent)."""
     argnums = tuple(argnums)
-    cot = jax.tree_util.tree_map(lambda s: _cotangent(s, seed), jax.eval_shape(fn, *args))
+    cot = jax.tree_util.tree_map(
+        lambda s: jax.numpy.asarray(_cotangent(s, seed)), jax.eval_shape(fn, *args)
+    )
 
-    def fwd_bwd(*a):
+    # The cotangent is an argument, not a closed-over constant: XLA could otherwise
+    # constant-fold a backward pass that depends on it alone (avg_pool2d's), for minutes.
+    def fwd_bwd(cot, *a):
         def of_diff(*diff):
             full = list(a)
             for i, d in zip(argnums, diff):
@@ -180,7 +184,7 @@ def jax_fwd_bwd(
         primal, vjp = jax.vjp(of_diff, *(a[i] for i in argnums))
         return primal, vjp(cot)
 
-    return jax_impl(fwd_bwd, *args)
+    return jax_impl(fwd_bwd, cot, *args)
 
 
 def torch_fwd(fn: Callable[..., Any], *args: Any) -> Impl:
