@@ -25,6 +25,7 @@ import argparse
 import importlib
 import json
 import math
+import os
 import pkgutil
 import sys
 import time
@@ -269,7 +270,7 @@ def update_readme(readme: Path, table_md: str, chart: Path) -> None:
     text = readme.read_text()
     if README_START not in text or README_END not in text:
         raise SystemExit(f"{readme}: no {README_START} ... {README_END} markers to replace")
-    rel = chart.resolve().relative_to(readme.resolve().parent).as_posix()
+    rel = Path(os.path.relpath(chart.resolve(), readme.resolve().parent)).as_posix()
     body = f"{README_START}\n![jaxops / torch time ratios]({rel})\n\n{table_md}{README_END}"
     head, rest = text.split(README_START, 1)
     readme.write_text(head + body + rest.split(README_END, 1)[1])
