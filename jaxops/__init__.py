@@ -10,7 +10,7 @@ from jaxops._checks import checked
 from jaxops.activation import sigmoid
 from jaxops.conv import conv2d, conv_transpose2d
 from jaxops.losses import cross_entropy, mse_loss
-from jaxops.normalization import batch_norm
+from jaxops.normalization import BatchNormOutput, batch_norm
 from jaxops.pooling import avg_pool2d, max_pool2d, max_unpool2d
 from jaxops.roi import roi_align, roi_pool
 from jaxops.shape import flatten
@@ -18,6 +18,7 @@ from jaxops.shape import flatten
 __version__ = "0.1.0"
 
 __all__ = [
+    "BatchNormOutput",
     "avg_pool2d",
     "batch_norm",
     "checked",

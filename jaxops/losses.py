@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import functools
+import numbers
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 from jax.typing import ArrayLike
 
-from jaxops import _utils
+from jaxops import _checks, _utils
 
 
 @functools.partial(jax.jit, static_argnames=("reduction",))
@@ -85,5 +88,251 @@ def mse_loss(
     return _mse_loss(x, y, w, reduction)
 
 
-def cross_entropy(*args, **kwargs):  # pragma: no cover - placeholder until implemented
-    raise NotImplementedError("jaxops.cross_entropy is not implemented yet")
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _pick(x: jax.Array, t: jax.Array, axis: int) -> jax.Array:
+    """``x`` at index ``t`` along ``axis`` (indices clipped into range).
+
+    A gather forward; the tangent is a one-hot select-and-sum, so the gradient is
+    an element-wise select that fuses with the softmax gradient instead of a
+    scatter-add.
+    """
+    if x.shape[axis] == 0:
+        return jnp.zeros(t.shape, x.dtype)
+    idx = jnp.expand_dims(jnp.clip(t, 0, x.shape[axis] - 1), axis)
+    return jnp.squeeze(jnp.take_along_axis(x, idx, axis=axis, mode="clip"), axis)
+
+
+@_pick.defjvp
+def _pick_jvp(axis: int, primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+    x, t = primals
+    onehot = lax.broadcasted_iota(t.dtype, x.shape, axis) == jnp.expand_dims(t, axis)
+    return _pick(x, t, axis), jnp.sum(jnp.where(onehot, tangents[0], 0), axis=axis)
+
+
+@functools.partial(
+    jax.jit, static_argnames=("ignore_index", "reduction", "label_smoothing", "probabilities")
+)
+def _cross_entropy(
+    x: jax.Array,
+    target: jax.Array,
+    weight: jax.Array | None,
+    ignore_index: int | None,
+    reduction: str,
+    label_smoothing: float,
+    probabilities: bool,
+) -> jax.Array:
+    cd = 0 if x.ndim == 1 else 1  # the class axis
+    c = x.shape[cd]
+    out_dtype = jnp.result_type(x, target) if probabilities else x.dtype
+    ct = jnp.promote_types(out_dtype, jnp.float32)  # half inputs: float32 inside
+    xf = x.astype(ct)
+    # log_softmax(x) = z - log(s) with z = x - max: never overflows, and the max
+    # carries no gradient because the result does not depend on it. The losses
+    # below are written with z and log(s) so log_softmax is never materialised.
+    m = lax.stop_gradient(jnp.max(xf, axis=cd))
+    z = xf - jnp.expand_dims(m, cd)
+    log_s = jnp.log(jnp.sum(jnp.exp(z), axis=cd))
+    wb = None
+    if weight is not None:
+        wb = weight.astype(ct).reshape((c,) + (1,) * (x.ndim - cd - 1))
+
+    if probabilities:
+        p = target.astype(ct)
+        if label_smoothing > 0:
+            p = p * (1 - label_smoothing) + label_smoothing / c
+        if wb is not None:
+            p = p * wb
+        # -sum_c p_c log_softmax_c = log(s) * sum(p) - sum(p * z)
+        loss = log_s * jnp.sum(p, axis=cd) - jnp.sum(p * z, axis=cd)
+        if reduction == "none":
+            return loss.astype(out_dtype)
+        total = jnp.sum(loss)
+        if reduction == "mean":
+            total = total / (x.size // c if x.size else 0.0)  # N * d1 * ... * dk; empty: NaN
+        return total.astype(out_dtype)
+
+    t = target
+    nll = log_s - (_pick(xf, t, cd) - m)  # -log_softmax at the target class
+    in_range = (t >= 0) & (t < c)
+    ignored = jnp.zeros(t.shape, bool) if ignore_index is None else t == ignore_index
+    if weight is None:
+        w_t = jnp.ones(t.shape, ct)
+    else:
+        w_t = jnp.take(weight.astype(ct), jnp.clip(t, 0, max(c - 1, 0)), mode="clip")
+    # An out-of-range class (not ignored) poisons its element: NaN loss, NaN gradient.
+    w_t = jnp.where(ignored, 0, jnp.where(in_range, w_t, jnp.nan))
+    nll = jnp.where(ignored, 0, w_t * nll)
+    if label_smoothing > 0:
+        # torch: -sum_c w_c log_softmax_c, zeroed at ignored targets.
+        if wb is None:
+            smooth = c * log_s - jnp.sum(z, axis=cd)
+        else:
+            smooth = jnp.sum(wb, axis=0) * log_s - jnp.sum(wb * z, axis=cd)
+        smooth = jnp.where(ignored, 0, smooth)
+    if reduction == "none":
+        loss = nll
+        if label_smoothing > 0:
+            loss = (1 - label_smoothing) * nll + (label_smoothing / c) * smooth
+        return loss.astype(out_dtype)
+    loss = jnp.sum(nll)
+    if label_smoothing > 0:
+        smooth = jnp.sum(smooth)
+    if reduction == "mean":
+        # Weighted mean over the non-ignored targets; all ignored (or empty): 0/0 = NaN.
+        total_weight = jnp.sum(w_t)
+        loss = loss / total_weight
+        if label_smoothing > 0:
+            smooth = smooth / total_weight
+    if label_smoothing > 0:
+        loss = (1 - label_smoothing) * loss + (label_smoothing / c) * smooth
+    return loss.astype(out_dtype)
+
+
+def _int_scalar_in(value: int, dtype: Any) -> bool:
+    info = jnp.iinfo(dtype)
+    return info.min <= value <= info.max
+
+
+def cross_entropy(
+    input: ArrayLike,
+    target: ArrayLike,
+    weight: ArrayLike | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> jax.Array:
+    r"""Cross entropy of logits, like ``torch.nn.functional.cross_entropy``.
+
+    With :math:`\log p = \mathrm{log\_softmax}(x)` over the class dimension
+    (dim 1, or dim 0 for a ``(C,)`` input) and smoothing :math:`\varepsilon`:
+
+    .. math::
+        \ell_n = (1 - \varepsilon)\, w_{y_n} (-\log p_{n, y_n})
+               + \frac{\varepsilon}{C} \sum_c w_c (-\log p_{n, c})
+        \quad\text{(class indices)}, \qquad
+        \ell_n = -\sum_c w_c \big((1 - \varepsilon) y_{n,c} + \tfrac{\varepsilon}{C}\big) \log p_{n,c}
+        \quad\text{(probabilities)}
+
+    Output shape: the target's shape without the class dimension ``(N, d1, ..., dk)``
+    (``()`` for a ``(C,)`` input) for ``reduction="none"``, else ``()``.
+
+    Reductions, with torch's denominators: for class indices, ignored targets
+    contribute nothing and ``"mean"`` divides both terms by
+    :math:`\sum_n w_{y_n}` over the non-ignored targets (their count without
+    ``weight``), so all targets ignored gives NaN with a zero gradient; for
+    probabilities ``"mean"`` divides by ``N * d1 * ... * dk``. An empty batch's
+    mean is NaN.
+
+    Stable for any logits: the log-softmax is shifted by the row maximum, so
+    logits of magnitude ``1e4`` are exact and ``-inf`` logits give a zero
+    probability (with label smoothing their ``-log p`` is ``inf``, as in torch;
+    with a probability target of 0 their ``0 * -inf`` is NaN, as in torch).
+
+    Args:
+        input: logits ``(C)``, ``(N, C)`` or ``(N, C, d1, ..., dk)``, floating.
+        target: class indices of shape ``(N, d1, ..., dk)`` (``()`` for a ``(C,)``
+            input), of any integer dtype; or class probabilities with the input's
+            exact shape, floating.
+        weight: optional ``(C,)`` rescaling weight per class.
+        ignore_index: class index whose targets are ignored (index targets only;
+            with probability targets it must be negative, as in torch).
+        reduction: ``"none"``, ``"mean"`` or ``"sum"``.
+        label_smoothing: :math:`\varepsilon \in [0, 1]`, the share of the target
+            mass spread uniformly over the classes.
+
+    Returns:
+        The loss, in the input's dtype (probability targets: the promoted dtype
+        of input and target). Half-precision inputs are computed in float32.
+
+    Raises:
+        ValueError: unknown reduction; a 0-d input; an index target whose shape
+            is not the input's without the class dimension; a weight that is
+            not ``(C,)``; ``label_smoothing`` outside ``[0, 1]``; a non-negative
+            ``ignore_index`` with probability targets.
+        TypeError: a non-floating input; an index target that is not integer
+            (or a probability target that is not floating); a non-real
+            ``label_smoothing`` or non-integer ``ignore_index``.
+
+    Example:
+        >>> logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 1e4, -jnp.inf]])
+        >>> jaxops.cross_entropy(logits, jnp.array([0, 1]), reduction="none")
+        Array([0.16984604, 0.        ], dtype=float32)
+
+    Note:
+        A class index outside ``[0, C)`` that is not ``ignore_index`` cannot
+        raise inside ``jit``: unchecked, that element's loss is NaN (so a
+        ``"sum"``/``"mean"`` is NaN; ``"mean"``'s denominator is NaN too) and
+        the gradient of that element's logits is NaN, never a silently
+        clamped class. Under :func:`jaxops.checked` it raises instead, naming
+        the index, as torch's ``IndexError`` does. Differences from torch:
+        any integer target dtype is accepted (torch: int64 or uint8 only); a
+        negative ``label_smoothing`` raises (torch silently treats it as 0);
+        a ``(C,)`` input takes only a 0-d target (torch also accepts shape
+        ``(1,)``); mixed dtypes follow JAX promotion instead of torch's error;
+        gradients w.r.t. ``weight`` exist for index targets too (torch refuses).
+    """
+    op = "cross_entropy"
+    _utils.check_array(op, "input", input)
+    _utils.check_array(op, "target", target)
+    _utils.check_reduction(op, reduction)
+    _utils.check_floating(op, "input", input)
+    x, t = jnp.asarray(input), jnp.asarray(target)
+    if x.ndim < 1:
+        raise _utils.fail(op, f"input must have shape (C), (N, C) or (N, C, d1, ...), got shape {x.shape}")
+    if isinstance(label_smoothing, (bool, jnp.bool_)) or not isinstance(label_smoothing, numbers.Real):
+        raise _utils.fail(op, f"label_smoothing must be a float, got {label_smoothing!r}", TypeError)
+    label_smoothing = float(label_smoothing)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise _utils.fail(op, f"label_smoothing (={label_smoothing}) must be between 0.0 and 1.0")
+    ignore_index = _utils.as_int(op, "ignore_index", ignore_index)
+    cd = 0 if x.ndim == 1 else 1
+    c = x.shape[cd]
+    w = None
+    if weight is not None:
+        _utils.check_array(op, "weight", weight)
+        w = jnp.asarray(weight)
+        if w.shape != (c,):
+            raise _utils.fail(
+                op, f"weight should have one element per class ({c},) or be None, got shape {w.shape}"
+            )
+        if not jnp.issubdtype(w.dtype, jnp.floating):
+            raise _utils.fail(op, f"weight must have a floating dtype, got {w.dtype}", TypeError)
+    if t.shape == x.shape:
+        if not jnp.issubdtype(t.dtype, jnp.floating):
+            raise _utils.fail(
+                op, f"a target with the input's shape {x.shape} holds class probabilities and must "
+                f"have a floating dtype, got {t.dtype}", TypeError,
+            )
+        if ignore_index >= 0:
+            raise _utils.fail(
+                op, f"ignore_index (={ignore_index}) is not supported for class-probability targets"
+            )
+        return _cross_entropy(x, t, w, None, reduction, label_smoothing, True)
+
+    if not jnp.issubdtype(t.dtype, jnp.integer):
+        raise _utils.fail(
+            op, f"a class-index target must have an integer dtype, got {t.dtype} (class-probability "
+            f"targets must have the input's shape {x.shape}, got {t.shape})", TypeError,
+        )
+    expected = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
+    if t.shape != expected:
+        raise _utils.fail(
+            op, f"a class-index target for input of shape {x.shape} must have shape {expected} "
+            f"(or {x.shape} for class probabilities), got {t.shape}"
+        )
+    if jnp.issubdtype(t.dtype, jnp.unsignedinteger) or jnp.iinfo(t.dtype).bits < 32:
+        t = t.astype(jnp.int32 if jnp.iinfo(t.dtype).bits < 32 else jnp.int64)
+    # An ignore_index the target's dtype cannot hold ignores nothing.
+    ignore = ignore_index if _int_scalar_in(ignore_index, t.dtype) else None
+    if _checks.checks_enabled() and t.size:
+        bad = (t < 0) | (t >= c)
+        if ignore is not None:
+            bad = bad & (t != ignore)
+        _checks.data_check(
+            ~jnp.any(bad), op,
+            f"target holds class index {{index}}, out of range for {c} classes "
+            f"(expected 0 <= index < {c}, or ignore_index={ignore_index})",
+            index=t.ravel()[jnp.argmax(bad.ravel())],
+        )
+    return _cross_entropy(x, t, w, ignore, reduction, label_smoothing, False)

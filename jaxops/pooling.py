@@ -1,14 +1,640 @@
-"""Placeholder: the ops of this module land with their issue."""
+"""Pooling: :func:`max_pool2d` (with indices), :func:`max_unpool2d` and :func:`avg_pool2d`.
+
+Constructions (chosen by measurement on XLA:CPU, see ``benchmarks/workloads/pooling.py``):
+
+- ``max_pool2d`` values come from ``lax.reduce_window`` (max). Its gradient is
+  not XLA's ``select_and_scatter`` (a scalar loop, no window dilation, NaN
+  windows routed elsewhere than torch) but a ``jax.custom_jvp`` whose tangent
+  is a gather of the input tangent at torch's argmax; reverse mode is that
+  gather's transpose, a scatter-add, exactly torch's backward.
+- The argmax is found by a separable scan (rows, then columns of rows) over
+  strided slices, which reproduces torch's sequential rule: a value replaces
+  the running maximum if it is greater or NaN (first maximum wins ties, the
+  last NaN wins), starting from the first in-bounds element.
+- ``avg_pool2d`` is a ``lax.reduce_window`` sum divided by a divisor array that
+  depends only on shapes and arguments, so it is built with NumPy at trace time.
+- ``max_unpool2d`` scatters each value to its index; its tangent is a
+  scatter-add, whose transpose is the gather torch uses as the backward.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.typing import ArrayLike
+
+from jaxops import _checks, _utils
+
+# ------------------------------------------------------------------ arguments
 
 
-def max_pool2d(*args, **kwargs):  # pragma: no cover - placeholder until implemented
-    raise NotImplementedError("jaxops.max_pool2d is not implemented yet")
+@dataclasses.dataclass(frozen=True)
+class _Pool:
+    """A validated 2-d pooling configuration: every field static and hashable."""
+
+    in_hw: tuple[int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    out_hw: tuple[int, int]
+
+    def pad_hi(self, axis: int) -> int:
+        """Padding after the input so that the last window ends exactly at the padded edge.
+
+        Negative when the last window ends before the input does (floor mode);
+        positive beyond ``padding`` where a ceil-mode window overhangs.
+        """
+        k, s, d = self.kernel[axis], self.stride[axis], self.dilation[axis]
+        return (self.out_hw[axis] - 1) * s + (k - 1) * d + 1 - self.in_hw[axis] - self.padding[axis]
 
 
-def max_unpool2d(*args, **kwargs):  # pragma: no cover - placeholder until implemented
-    raise NotImplementedError("jaxops.max_unpool2d is not implemented yet")
+def _out_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
+    """torch's ``pooling_output_shape``: in ceil mode the last window must start inside
+    the input or its left padding."""
+    out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil_mode else 0)) // s + 1
+    if ceil_mode and (out - 1) * s >= size + p:
+        out -= 1
+    return out
 
 
-def avg_pool2d(*args, **kwargs):  # pragma: no cover - placeholder until implemented
-    raise NotImplementedError("jaxops.avg_pool2d is not implemented yet")
+def _check_input(op: str, input: Any, integer_ok: bool = True) -> jax.Array:
+    _utils.check_array(op, "input", input)
+    x = jnp.asarray(input)
+    if x.dtype == jnp.bool_ or jnp.issubdtype(x.dtype, jnp.complexfloating):
+        raise _utils.fail(
+            op, f"input must have a real floating or integer dtype, got {x.dtype}", TypeError
+        )
+    if not integer_ok and not jnp.issubdtype(x.dtype, jnp.floating):
+        raise _utils.fail(op, f"input must have a floating dtype, got {x.dtype}", TypeError)
+    if x.ndim not in (3, 4):
+        raise _utils.fail(
+            op, f"input must have 3 (C, H, W) or 4 (N, C, H, W) dimensions, got shape {x.shape}"
+        )
+    if 0 in x.shape[-3:]:
+        raise _utils.fail(
+            op,
+            "input must have non-zero channel and spatial sizes (only the batch may be empty), "
+            f"got shape {x.shape}",
+        )
+    return x
 
+
+def _stride(op: str, stride: Any, kernel: tuple[int, int]) -> tuple[int, int]:
+    empty = isinstance(stride, Sequence) and not isinstance(stride, str) and len(stride) == 0
+    if stride is None or empty:
+        return kernel
+    return _utils.as_tuple(op, "stride", stride)
+
+
+def _pool_config(
+    op: str,
+    x: jax.Array,
+    kernel_size: Any,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    ceil_mode: Any,
+) -> _Pool:
+    kernel = _utils.as_tuple(op, "kernel_size", kernel_size)
+    _utils.check_positive(op, "kernel_size", kernel)
+    stride_ = _stride(op, stride, kernel)
+    _utils.check_positive(op, "stride", stride_)
+    pad = _utils.as_tuple(op, "padding", padding)
+    _utils.check_nonnegative(op, "padding", pad)
+    dil = _utils.as_tuple(op, "dilation", dilation)
+    _utils.check_positive(op, "dilation", dil)
+    if any(p > k // 2 for p, k in zip(pad, kernel)):
+        raise _utils.fail(op, f"padding (={pad}) must be at most half of kernel_size (={kernel})")
+    in_hw = (int(x.shape[-2]), int(x.shape[-1]))
+    out_hw = tuple(
+        _out_size(n, k, s, p, d, bool(ceil_mode))
+        for n, k, s, p, d in zip(in_hw, kernel, stride_, pad, dil)
+    )
+    if min(out_hw) < 1:
+        raise _utils.fail(
+            op,
+            f"output size {out_hw[0]}x{out_hw[1]} is too small: input size {in_hw[0]}x{in_hw[1]}, "
+            f"kernel_size={kernel}, stride={stride_}, padding={pad}, dilation={dil}",
+        )
+    return _Pool(in_hw, kernel, stride_, pad, dil, out_hw)  # type: ignore[arg-type]
+
+
+def _batched(x: jax.Array) -> tuple[jax.Array, bool]:
+    return (x, False) if x.ndim == 4 else (x[None], True)
+
+
+def _lowest(dtype: Any) -> Any:
+    if jnp.issubdtype(dtype, jnp.floating):
+        return -np.inf
+    return jnp.iinfo(dtype).min
+
+
+def _index_dtype() -> Any:
+    """int64 as torch, where JAX has it (``jax_enable_x64``); int32 otherwise."""
+    return jax.dtypes.canonicalize_dtype(np.int64)
+
+
+def _pad_to_windows(x: jax.Array, cfg: _Pool, value: Any) -> jax.Array:
+    """Pads (or crops) H and W so that the windows tile exactly ``out_hw``."""
+    (ph, pw), hi_h, hi_w = cfg.padding, cfg.pad_hi(0), cfg.pad_hi(1)
+    config = ((0, 0, 0), (0, 0, 0), (ph, hi_h, 0), (pw, hi_w, 0))
+    return lax.pad(x, jnp.array(value, x.dtype), config)
+
+
+def _window_padding(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, tuple]:
+    """``x`` and the padding for ``reduce_window`` so that the windows tile exactly ``out_hw``.
+
+    The padding goes to ``reduce_window`` itself (an explicit pad costs a pass over
+    the input, forward and backward); only a negative high side (the last window
+    ending before the input does) is cropped first.
+    """
+    hi_h, hi_w = cfg.pad_hi(0), cfg.pad_hi(1)
+    xs = x[:, :, : x.shape[2] + min(hi_h, 0), : x.shape[3] + min(hi_w, 0)]
+    return xs, ((0, 0), (0, 0), (cfg.padding[0], max(hi_h, 0)), (cfg.padding[1], max(hi_w, 0)))
+
+
+# ------------------------------------------------------------------ max_pool2d
+
+
+def _reduce_window_max(x: jax.Array, cfg: _Pool) -> jax.Array:
+    xs, pads = _window_padding(x, cfg)
+    return lax.reduce_window(
+        xs, np.array(_lowest(x.dtype), x.dtype), lax.max,
+        (1, 1) + cfg.kernel, (1, 1) + cfg.stride, pads, window_dilation=(1, 1) + cfg.dilation,
+    )
+
+
+def _first_in_bounds(out: int, s: int, p: int, d: int) -> np.ndarray:
+    """Per output position, the first window element at or after 0, as torch's loop finds it.
+
+    With dilation a window can lie entirely in the padding; torch then still starts
+    from this (out-of-range) element, and so do we.
+    """
+    start = np.arange(out) * s - p
+    return np.where(start < 0, start + (-start + d - 1) // d * d, start)
+
+
+def _argmax_scan(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
+    """Window maxima and torch's flat argmax ``h * W + w`` per window.
+
+    Each step keeps the running value unless the candidate is greater or NaN,
+    which is torch's sequential rule in row-major window order (the first
+    maximum wins ties, the last NaN wins, padding never wins; the start is the
+    first in-bounds element). Small windows visit their kh * kw strided views
+    in one fused loop; larger ones go separably (kw + kh steps): along W on
+    every padded row, then along H over the row results, which selects the
+    same element.
+    """
+    kh, kw = cfg.kernel
+    if kh * kw <= kh + kw + 4:  # up to 3x3: one fused pass measured faster
+        return _argmax_window(x, cfg)
+    return _argmax_separable(x, cfg)
+
+
+def _wins(v: jax.Array, best: jax.Array) -> jax.Array:
+    if jnp.issubdtype(v.dtype, jnp.floating):
+        return (v > best) | jnp.isnan(v)
+    return v > best
+
+
+def _argmax_window(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
+    (kh, kw), (sh, sw), (dh, dw) = cfg.kernel, cfg.stride, cfg.dilation
+    (oh, ow), (_, w_in), (ph, pw) = cfg.out_hw, cfg.in_hw, cfg.padding
+    n, c = x.shape[:2]
+    low = jnp.array(_lowest(x.dtype), x.dtype)
+    xp = _pad_to_windows(x, cfg, low)
+    row0, col0 = _first_in_bounds(oh, sh, ph, dh), _first_in_bounds(ow, sw, pw, dw)
+    best = jnp.full((n, c, oh, ow), low)
+    start = jnp.asarray(row0[:, None] * w_in + col0[None, :], jnp.int32)
+    flat = jnp.broadcast_to(start, (n, c, oh, ow))
+    base = (np.arange(oh) * sh - ph)[:, None] * w_in + (np.arange(ow) * sw - pw)[None, :]
+    for i in range(kh):
+        for j in range(kw):
+            lo = (0, 0, i * dh, j * dw)
+            hi = (n, c, i * dh + (oh - 1) * sh + 1, j * dw + (ow - 1) * sw + 1)
+            v = lax.slice(xp, lo, hi, (1, 1, sh, sw))
+            take = _wins(v, best)
+            best = jnp.where(take, v, best)
+            flat = jnp.where(take, jnp.asarray(base + i * dh * w_in + j * dw, jnp.int32), flat)
+    return best, flat
+
+
+def _argmax_separable(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
+    (kh, kw), (sh, sw), (dh, dw) = cfg.kernel, cfg.stride, cfg.dilation
+    (oh, ow), (_, w_in) = cfg.out_hw, cfg.in_hw
+    n, c = x.shape[:2]
+    low = jnp.array(_lowest(x.dtype), x.dtype)
+    xp = _pad_to_windows(x, cfg, low)
+    hp = xp.shape[2]
+    idx_t = jnp.int32
+    wins = _wins
+
+    # Along W: per padded row, the best column of each window (an input column index).
+    col0 = _first_in_bounds(ow, sw, cfg.padding[1], dw)
+    row_best = jnp.full((n, c, hp, ow), low)
+    row_col = jnp.broadcast_to(jnp.asarray(col0, idx_t), (n, c, hp, ow))
+    ow_start = np.arange(ow) * sw - cfg.padding[1]
+    for j in range(kw):
+        v = lax.slice(xp, (0, 0, 0, j * dw), (n, c, hp, j * dw + (ow - 1) * sw + 1), (1, 1, 1, sw))
+        take = wins(v, row_best)
+        row_best = jnp.where(take, v, row_best)
+        row_col = jnp.where(take, jnp.asarray(ow_start + j * dw, idx_t), row_col)
+
+    # Along H: the best row of each window; the flat index combines row and column.
+    row0 = _first_in_bounds(oh, sh, cfg.padding[0], dh)
+    best = jnp.full((n, c, oh, ow), low)
+    start = jnp.asarray(row0[:, None] * w_in + col0[None, :], idx_t)
+    flat = jnp.broadcast_to(start, (n, c, oh, ow))
+    oh_start = np.arange(oh) * sh - cfg.padding[0]
+    for i in range(kh):
+        lo, hi = (0, 0, i * dh, 0), (n, c, i * dh + (oh - 1) * sh + 1, ow)
+        v = lax.slice(row_best, lo, hi, (1, 1, sh, 1))
+        col = lax.slice(row_col, lo, hi, (1, 1, sh, 1))
+        take = wins(v, best)
+        best = jnp.where(take, v, best)
+        flat = jnp.where(take, jnp.asarray((oh_start + i * dh)[:, None] * w_in, idx_t) + col, flat)
+    return best, flat
+
+
+def _gather_planes(t: jax.Array, flat: jax.Array) -> jax.Array:
+    """``t[n, c].ravel()[flat[n, c]]`` per plane; out-of-range indices read 0."""
+    n, c, h, w = t.shape
+    planes = t.reshape(n * c, h * w)
+    got = jnp.take_along_axis(planes, flat.reshape(n * c, flat.shape[2] * flat.shape[3]), axis=1,
+                              mode="fill", fill_value=0)
+    return got.reshape(flat.shape)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _max_values(x: jax.Array, cfg: _Pool) -> jax.Array:
+    return _reduce_window_max(x, cfg)
+
+
+@_max_values.defjvp
+def _max_values_jvp(cfg: _Pool, primals: tuple, tangents: tuple) -> tuple:
+    (x,), (t,) = primals, tangents
+    best, flat = _argmax_scan(x, cfg)
+    return best, _gather_planes(t, flat)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _max_with_indices(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
+    return _argmax_scan(x, cfg)
+
+
+@_max_with_indices.defjvp
+def _max_with_indices_jvp(cfg: _Pool, primals: tuple, tangents: tuple) -> tuple:
+    (x,), (t,) = primals, tangents
+    best, flat = _argmax_scan(x, cfg)
+    return (best, flat), (_gather_planes(t, flat), np.zeros(flat.shape, jax.dtypes.float0))
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "return_indices"))
+def _max_pool2d(x: jax.Array, cfg: _Pool, return_indices: bool) -> Any:
+    if not return_indices:
+        return _max_values(x, cfg)
+    values, flat = _max_with_indices(x, cfg)
+    return values, flat.astype(_index_dtype())
+
+
+def max_pool2d(
+    input: ArrayLike,
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int] | None = None,
+    padding: int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> jax.Array | tuple[jax.Array, jax.Array]:
+    r"""2-d max pooling over (N, C, H, W) or (C, H, W), like ``torch.nn.functional.max_pool2d``.
+
+    .. math::
+        H_{out} = \left\lfloor \frac{H + 2p_h - d_h (k_h - 1) - 1}{s_h} \right\rfloor + 1
+        \quad (\lceil\cdot\rceil \text{ with ceil\_mode, dropping a last window that would
+        start in the right padding}), \text{ likewise } W_{out}.
+
+    The implicit padding is :math:`-\infty` (the dtype's minimum for integers) and
+    never selected. Ties go to the first element in row-major window order; a
+    NaN propagates, and among several NaNs the last one is selected, exactly as
+    torch's CPU kernel does. The gradient flows to that one element (ties are
+    not split; a NaN window sends it to the NaN), for dilated windows too.
+
+    Args:
+        input: (N, C, H, W) or unbatched (C, H, W) array, floating or integer; N may be 0.
+        kernel_size: window size, an int or a pair (kH, kW).
+        stride: window step, an int or a pair; ``None`` or ``()`` means ``kernel_size``.
+        padding: implicit padding on both sides, at most half the kernel size.
+        dilation: spacing between window elements.
+        ceil_mode: use ceil instead of floor in the output size.
+        return_indices: also return the argmax of each window as the flat index
+            ``h * W + w`` within its unpadded (n, c) plane (the input for
+            :func:`max_unpool2d`).
+
+    Returns:
+        The pooled array, (N, C, H_out, W_out) or (C, H_out, W_out), in the input's
+        dtype; with ``return_indices`` also the indices, int64 when
+        ``jax_enable_x64`` is on and int32 otherwise.
+
+    Raises:
+        ValueError: a wrong rank or an empty channel/spatial size; a non-positive
+            kernel_size, stride or dilation; negative padding or padding above half
+            the kernel; an output size below 1.
+        TypeError: a non-array, boolean or complex input, or non-integer arguments.
+
+    Example:
+        >>> x = jnp.arange(16.0).reshape(1, 1, 4, 4)
+        >>> jaxops.max_pool2d(x, 2, return_indices=True)[1]
+        Array([[[[ 5,  7],
+                 [13, 15]]]], dtype=int32)
+
+    Note:
+        Without differentiation or ``return_indices`` the values come from
+        ``lax.reduce_window``, whose max of ``-0.0`` and ``0.0`` may be ``0.0``
+        where torch returns the first of the two. When dilation makes a window
+        lie entirely in the padding, the value is ``-inf`` and the index is the
+        (out-of-range) one torch reports; torch's backward then writes out of
+        bounds, jaxops' gradient there is zero.
+    """
+    op = "max_pool2d"
+    x = _check_input(op, input)
+    cfg = _pool_config(op, x, kernel_size, stride, padding, dilation, ceil_mode)
+    x4, unbatched = _batched(x)
+    out = _max_pool2d(x4, cfg, bool(return_indices))
+    if unbatched:
+        return tuple(o[0] for o in out) if return_indices else out[0]
+    return out
+
+
+# ------------------------------------------------------------------ max_unpool2d
+
+
+def _scatter_planes(values: jax.Array, flat: jax.Array, size: int, combine: str) -> jax.Array:
+    """Per (n, c) plane, writes ``values`` at ``flat`` into zeros of ``size``.
+
+    Indices outside ``[0, size)`` (negative ones included) are dropped.
+    """
+    n, c = values.shape[:2]
+    valid = (flat >= 0) & (flat < size)
+    target = jnp.where(valid, flat, size).reshape(n * c, -1)  # ``size`` is out of range: dropped
+    rows = lax.broadcasted_iota(jnp.int32, target.shape, 0)
+    zeros = jnp.zeros((n * c, size), values.dtype)
+    at = zeros.at[rows, target]
+    vals = values.reshape(n * c, -1)
+    if combine == "add":
+        return at.add(vals, mode="drop")
+    # torch writes sequentially, so the last of repeated indices wins: pick the
+    # largest position per target deterministically, then gather it.
+    pos = lax.broadcasted_iota(jnp.int32, target.shape, 1)
+    winner = jnp.full((n * c, size), -1, jnp.int32).at[rows, target].max(pos, mode="drop")
+    got = jnp.take_along_axis(vals, jnp.maximum(winner, 0), axis=1)
+    return jnp.where(winner >= 0, got, jnp.zeros((), values.dtype))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _unpool(x: jax.Array, flat: jax.Array, size: int) -> jax.Array:
+    return _scatter_planes(x, flat, size, "set")
+
+
+@_unpool.defjvp
+def _unpool_jvp(size: int, primals: tuple, tangents: tuple) -> tuple:
+    (x, flat), (t, _) = primals, tangents
+    # Linear in t; its transpose is the per-plane gather torch uses as the backward.
+    return _unpool(x, flat, size), _scatter_planes(t, flat, size, "add")
+
+
+@functools.partial(jax.jit, static_argnames=("out_hw",))
+def _max_unpool2d(x: jax.Array, indices: jax.Array, out_hw: tuple[int, int]) -> jax.Array:
+    n, c = x.shape[:2]
+    size = out_hw[0] * out_hw[1]
+    if size == 0 or x.size == 0:
+        return jnp.zeros((n, c) + out_hw, x.dtype)
+    out = _unpool(x, indices.astype(jnp.int32), size)
+    return out.reshape((n, c) + out_hw)
+
+
+def _unpool_output_size(
+    op: str, in_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+    pad: tuple[int, int], output_size: Any,
+) -> tuple[int, int]:
+    default = tuple((n - 1) * s + k - 2 * p for n, k, s, p in zip(in_hw, kernel, stride, pad))
+    if output_size is None:
+        size = default
+    else:
+        if not isinstance(output_size, Sequence) or isinstance(output_size, str):
+            raise _utils.fail(
+                op, f"output_size must be a sequence of 2 or 4 ints, got {output_size!r}", TypeError
+            )
+        items = tuple(_utils.as_int(op, "output_size", v) for v in output_size)
+        if len(items) == 4:
+            items = items[2:]
+        if len(items) != 2:
+            raise _utils.fail(
+                op, f"output_size must have 2 or 4 elements, got {len(items)}: {output_size!r}"
+            )
+        for dim, (want, d, s) in enumerate(zip(items, default, stride)):
+            if not d - s < want < d + s:
+                raise _utils.fail(
+                    op,
+                    f"output_size (={items}) is invalid: dim {dim} must be strictly between "
+                    f"{d - s} and {d + s}",
+                )
+        size = items
+    for dim, v in enumerate(size):
+        if v < 0:
+            raise _utils.fail(op, f"output size (={size}) must be non-negative (dim {dim} is {v})")
+    return size  # type: ignore[return-value]
+
+
+def max_unpool2d(
+    input: ArrayLike,
+    indices: ArrayLike,
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int] | None = None,
+    padding: int | Sequence[int] = 0,
+    output_size: Sequence[int] | None = None,
+) -> jax.Array:
+    r"""Partial inverse of :func:`max_pool2d`, like ``torch.nn.functional.max_unpool2d``.
+
+    Writes each ``input`` value at its flat index ``h * W_out + w`` of its (n, c)
+    output plane; everything else is zero.
+
+    .. math::
+        H_{out} = (H_{in} - 1) s_h - 2 p_h + k_h, \quad W_{out} = (W_{in} - 1) s_w - 2 p_w + k_w
+
+    unless ``output_size`` is given (2 or 4 entries; each spatial size strictly
+    within ``stride`` of the default).
+
+    Args:
+        input: (N, C, H, W) or (C, H, W) values, floating; N may be 0.
+        indices: integer array of ``input``'s shape, as returned by
+            ``max_pool2d(..., return_indices=True)``.
+        kernel_size: the pooling's kernel size, an int or a pair.
+        stride: the pooling's stride; ``None`` or ``()`` means ``kernel_size``.
+        padding: the pooling's padding.
+        output_size: optional (H_out, W_out) or (N, C, H_out, W_out).
+
+    Returns:
+        (N, C, H_out, W_out) or (C, H_out, W_out), in ``input``'s dtype.
+
+    Raises:
+        ValueError: wrong ranks, shapes of ``input`` and ``indices`` that differ, an
+            empty channel/spatial size, a non-positive kernel_size or stride,
+            negative padding, or an invalid/negative output size.
+        TypeError: non-integer indices, a non-floating input, non-integer arguments.
+
+    Example:
+        >>> y, i = jaxops.max_pool2d(jnp.arange(16.0).reshape(1, 1, 4, 4), 2, return_indices=True)
+        >>> jaxops.max_unpool2d(y, i, 2)[0, 0, 1]
+        Array([0., 5., 0., 7.], dtype=float32)
+
+    Note:
+        Data-dependent check: torch raises for an index outside ``[0, H_out * W_out)``.
+        jaxops checks this only under :func:`jaxops.checked`; otherwise (inside
+        ``jit``) such an index is ignored: its value is dropped (the output keeps
+        zero there) and its gradient is zero. Repeated indices: the last one in
+        row-major input order is written (torch writes them in parallel, so its
+        choice depends on thread scheduling unless the values agree, as they do
+        coming from :func:`max_pool2d`). The gradient is torch's
+        (a gather: every repeat of an index receives that position's cotangent);
+        forward mode is its transpose, so repeats' tangents are summed where
+        torch's forward-mode AD keeps the last one. torch accepts non-positive
+        kernel sizes and strides and negative padding here; jaxops rejects them.
+    """
+    op = "max_unpool2d"
+    x = _check_input(op, input, integer_ok=False)
+    _utils.check_array(op, "indices", indices)
+    idx = jnp.asarray(indices)
+    if not jnp.issubdtype(idx.dtype, jnp.integer):
+        raise _utils.fail(op, f"indices must have an integer dtype, got {idx.dtype}", TypeError)
+    if idx.shape != x.shape:
+        raise _utils.fail(op, f"indices shape {idx.shape} must equal input shape {x.shape}")
+    kernel = _utils.as_tuple(op, "kernel_size", kernel_size)
+    _utils.check_positive(op, "kernel_size", kernel)
+    stride_ = _stride(op, stride, kernel)
+    _utils.check_positive(op, "stride", stride_)
+    pad = _utils.as_tuple(op, "padding", padding)
+    _utils.check_nonnegative(op, "padding", pad)
+    in_hw = (int(x.shape[-2]), int(x.shape[-1]))
+    out_hw = _unpool_output_size(op, in_hw, kernel, stride_, pad, output_size)
+    size = out_hw[0] * out_hw[1]
+    if size > 0 and idx.size > 0:
+        valid = (idx >= 0) & (idx < size)
+        first_bad = jnp.ravel(idx)[jnp.argmin(jnp.ravel(valid))]
+        _checks.data_check(
+            jnp.all(valid), op,
+            f"index {{index}} is out of range for output planes of size {out_hw[0]}x{out_hw[1]}",
+            index=first_bad,
+        )
+    x4, unbatched = _batched(x)
+    idx4 = idx if not unbatched else idx[None]
+    out = _max_unpool2d(x4, idx4, out_hw)
+    return out[0] if unbatched else out
+
+
+# ------------------------------------------------------------------ avg_pool2d
+
+
+def _avg_divisor(cfg: _Pool, count_include_pad: bool, divisor_override: int | None) -> np.ndarray:
+    """torch's divisor per output position (static: shapes and arguments only)."""
+    if divisor_override is not None:
+        return np.full(cfg.out_hw, divisor_override, np.int64)
+    sizes = []
+    for axis in (0, 1):
+        n, k, s, p = cfg.in_hw[axis], cfg.kernel[axis], cfg.stride[axis], cfg.padding[axis]
+        start = np.arange(cfg.out_hw[axis]) * s - p
+        end = np.minimum(start + k, n + p)  # the ceil-mode overhang beyond the padding never counts
+        if not count_include_pad:
+            start, end = np.maximum(start, 0), np.minimum(end, n)
+        sizes.append(np.maximum(end - start, 1))  # a window always holds an input element
+    return sizes[0][:, None] * sizes[1][None, :]
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "count_include_pad", "divisor_override"))
+def _avg_pool2d(
+    x: jax.Array, cfg: _Pool, count_include_pad: bool, divisor_override: int | None
+) -> jax.Array:
+    divisor = _avg_divisor(cfg, count_include_pad, divisor_override)
+    floating = jnp.issubdtype(x.dtype, jnp.floating)
+    acc = jnp.promote_types(x.dtype, jnp.float32) if floating else x.dtype
+    xs, pads = _window_padding(x.astype(acc), cfg)
+    # A NumPy init value lets lax recognise the sum monoid, which is differentiable.
+    total = lax.reduce_window(
+        xs, np.array(0, acc), lax.add, (1, 1) + cfg.kernel, (1, 1) + cfg.stride, pads
+    )
+    if floating:
+        return (total / jnp.asarray(divisor, acc)).astype(x.dtype)
+    # Integer division truncating towards zero, as torch's C++ does.
+    return lax.div(total, jnp.broadcast_to(jnp.asarray(divisor, acc), total.shape))
+
+
+def avg_pool2d(
+    input: ArrayLike,
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int] | None = None,
+    padding: int | Sequence[int] = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> jax.Array:
+    r"""2-d average pooling over (N, C, H, W) or (C, H, W), like ``torch.nn.functional.avg_pool2d``.
+
+    .. math::
+        H_{out} = \left\lfloor \frac{H + 2p_h - k_h}{s_h} \right\rfloor + 1
+        \quad (\lceil\cdot\rceil \text{ with ceil\_mode, dropping a last window that would
+        start in the right padding}), \text{ likewise } W_{out};
+        \qquad \text{out} = \frac{\sum_{\text{window}} x}{\text{divisor}}
+
+    The divisor is ``divisor_override`` if given; else, with
+    ``count_include_pad``, the window clipped to the padded input (a ceil-mode
+    overhang beyond the padding is not counted); without it, the number of
+    in-bounds elements.
+
+    Args:
+        input: (N, C, H, W) or unbatched (C, H, W) array, floating or integer; N may be 0.
+        kernel_size: window size, an int or a pair.
+        stride: window step, an int or a pair; ``None`` or ``()`` means ``kernel_size``.
+        padding: implicit zero padding on both sides, at most half the kernel size.
+        ceil_mode: use ceil instead of floor in the output size.
+        count_include_pad: count the zero padding in the divisor.
+        divisor_override: a non-zero int used as the divisor of every window.
+
+    Returns:
+        The pooled array, (N, C, H_out, W_out) or (C, H_out, W_out), in the input's
+        dtype. Half-precision inputs are summed and divided in float32 (as torch
+        does) and rounded once; integer inputs use truncating integer division.
+
+    Raises:
+        ValueError: a wrong rank or an empty channel/spatial size; a non-positive
+            kernel_size or stride; negative padding or padding above half the
+            kernel; an output size below 1; ``divisor_override`` of 0.
+        TypeError: a non-array, boolean or complex input, or non-integer arguments.
+
+    Example:
+        >>> jaxops.avg_pool2d(jnp.arange(16.0).reshape(1, 1, 4, 4), 2)
+        Array([[[[ 2.5,  4.5],
+                 [10.5, 12.5]]]], dtype=float32)
+
+    Note:
+        torch implements integer average pooling for int64 only; jaxops accepts
+        every integer dtype (int64 is int32 unless ``jax_enable_x64`` is on).
+        Sums are accumulated in a different order than torch's, so float results
+        may differ in the last bits.
+    """
+    op = "avg_pool2d"
+    x = _check_input(op, input)
+    cfg = _pool_config(op, x, kernel_size, stride, padding, 1, ceil_mode)
+    if divisor_override is not None:
+        divisor_override = _utils.as_int(op, "divisor_override", divisor_override)
+        if divisor_override == 0:
+            raise _utils.fail(op, "divisor_override (=0) must not be zero")
+    x4, unbatched = _batched(x)
+    out = _avg_pool2d(x4, cfg, bool(count_include_pad), divisor_override)
+    return out[0] if unbatched else out

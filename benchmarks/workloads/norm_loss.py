@@ -1,0 +1,121 @@
+"""batch_norm training on (32, 64, 56, 56); cross_entropy on ImageNet-sized logits and segmentation maps."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxops
+from harness import Case, jax_fwd_bwd, jax_impl, torch_fwd, torch_fwd_bwd
+
+
+def _naive_batch_norm(x, w, b):
+    """The textbook jnp formulation (one-pass moments via jnp.var), for reference."""
+    axes = (0,) + tuple(range(2, x.ndim))
+    mean = jnp.mean(x, axes, keepdims=True)
+    var = jnp.var(x, axes, keepdims=True)
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return (x - mean) * jax.lax.rsqrt(var + 1e-5) * w.reshape(shape) + b.reshape(shape)
+
+
+def _naive_cross_entropy(x, t, ignore_index=-100, label_smoothing=0.0):
+    """log_softmax + take_along_axis, as one writes it by hand (no weight)."""
+    logp = jax.nn.log_softmax(x, axis=1)
+    valid = t != ignore_index
+    nll = -jnp.take_along_axis(logp, jnp.expand_dims(jnp.where(valid, t, 0), 1), axis=1)[:, 0]
+    loss = (1 - label_smoothing) * nll - label_smoothing / x.shape[1] * jnp.sum(logp, axis=1)
+    return jnp.sum(jnp.where(valid, loss, 0)) / jnp.sum(valid)
+
+
+def cases(quick: bool) -> list[Case]:
+    import torch
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(0)
+    out: list[Case] = []
+
+    # ------------------------------------------------------------ batch_norm
+    shape = (8, 64, 28, 28) if quick else (32, 64, 56, 56)
+    c = shape[1]
+    x = rng.standard_normal(shape, np.float32)
+    w, b = rng.uniform(0.5, 1.5, c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
+    jx, jw, jb, jrm, jrv = map(jnp.asarray, (x, w, b, rm, rv))
+    tx, tw, tb, trm, trv = map(torch.from_numpy, (x, w, b, rm, rv))
+
+    def bn(a, ww, bb):
+        return jaxops.batch_norm(a, jrm, jrv, ww, bb, training=True)
+
+    def bn_out(a, ww, bb):
+        return bn(a, ww, bb).output
+
+    def t_bn(a, ww, bb):
+        return F.batch_norm(a, trm, trv, ww, bb, training=True)
+
+    out += [
+        Case("batch_norm", f"train {shape}", "fwd", lambda: {
+            "jaxops": jax_impl(bn, jx, jw, jb),
+            "torch": torch_fwd(t_bn, tx, tw, tb),
+            "lax": jax_impl(_naive_batch_norm, jx, jw, jb),
+        }),
+        Case("batch_norm", f"train {shape}", "fwd+bwd", lambda: {
+            "jaxops": jax_fwd_bwd(bn_out, (jx, jw, jb), (0, 1, 2)),
+            "torch": torch_fwd_bwd(t_bn, (tx, tw, tb), (0, 1, 2)),
+            "lax": jax_fwd_bwd(_naive_batch_norm, (jx, jw, jb), (0, 1, 2)),
+        }),
+    ]
+
+    # ------------------------------------------------------------ cross_entropy
+    n, k = (1024, 1000) if quick else (4096, 1000)
+    logits = (3 * rng.standard_normal((n, k))).astype(np.float32)
+    labels = rng.integers(0, k, n)
+    jl, jt = jnp.asarray(logits), jnp.asarray(labels)
+    tl, tt = torch.from_numpy(logits), torch.from_numpy(labels)
+
+    # Labels are arguments, not closed-over constants, so XLA cannot fold them into the program.
+    def ce(a, t):
+        return jaxops.cross_entropy(a, t, label_smoothing=0.1)
+
+    def t_ce(a, t):
+        return F.cross_entropy(a, t, label_smoothing=0.1)
+
+    def naive_ce(a, t):
+        return _naive_cross_entropy(a, t, label_smoothing=0.1)
+
+    out += [
+        Case("cross_entropy", f"({n}, {k}) label_smoothing=0.1", "fwd", lambda: {
+            "jaxops": jax_impl(ce, jl, jt), "torch": torch_fwd(t_ce, tl, tt), "lax": jax_impl(naive_ce, jl, jt),
+        }),
+        Case("cross_entropy", f"({n}, {k}) label_smoothing=0.1", "fwd+bwd", lambda: {
+            "jaxops": jax_fwd_bwd(ce, (jl, jt), (0,)), "torch": torch_fwd_bwd(t_ce, (tl, tt), (0,)),
+            "lax": jax_fwd_bwd(naive_ce, (jl, jt), (0,)),
+        }),
+    ]
+
+    seg = (2, 21, 64, 64) if quick else (8, 21, 128, 128)
+    s_logits = rng.standard_normal(seg, np.float32)
+    s_labels = rng.integers(0, seg[1], (seg[0],) + seg[2:])
+    s_labels[rng.uniform(size=s_labels.shape) < 0.1] = 255  # 10% "void" pixels
+    js, jst = jnp.asarray(s_logits), jnp.asarray(s_labels)
+    ts, tst = torch.from_numpy(s_logits), torch.from_numpy(s_labels)
+
+    def seg_ce(a, t):
+        return jaxops.cross_entropy(a, t, ignore_index=255)
+
+    def t_seg_ce(a, t):
+        return F.cross_entropy(a, t, ignore_index=255)
+
+    def naive_seg_ce(a, t):
+        return _naive_cross_entropy(a, t, ignore_index=255)
+
+    out += [
+        Case("cross_entropy", f"segmentation {seg} ignore_index=255", "fwd", lambda: {
+            "jaxops": jax_impl(seg_ce, js, jst), "torch": torch_fwd(t_seg_ce, ts, tst), "lax": jax_impl(naive_seg_ce, js, jst),
+        }),
+        Case("cross_entropy", f"segmentation {seg} ignore_index=255", "fwd+bwd", lambda: {
+            "jaxops": jax_fwd_bwd(seg_ce, (js, jst), (0,)), "torch": torch_fwd_bwd(t_seg_ce, (ts, tst), (0,)),
+            "lax": jax_fwd_bwd(naive_seg_ce, (js, jst), (0,)),
+        }),
+    ]
+    return out
