@@ -50,14 +50,20 @@ README_END = "<!-- bench:end -->"
 
 
 def load_cases(quick: bool) -> tuple[list[harness.Case], list[str]]:
-    """Every case of every workload module, and the modules that failed to load."""
+    """Every case of every workload module, and the modules that failed to load.
+
+    Cases come in the README's op order; references such as ``matmul_peak`` last.
+    """
+    from jaxops.testing import ALL_OPS
+
     cases, broken = [], []
     for mod in sorted(pkgutil.iter_modules(workloads.__path__), key=lambda m: m.name):
         try:
             cases.extend(importlib.import_module(f"workloads.{mod.name}").cases(quick))
         except Exception as exc:  # one broken family must not hide the others' numbers
             broken.append(f"workloads/{mod.name}.py: {type(exc).__name__}: {exc}")
-    return cases, broken
+    rank = {op: i for i, op in enumerate(ALL_OPS)}
+    return sorted(cases, key=lambda c: rank.get(c.op, len(rank))), broken
 
 
 def time_case(case: harness.Case, reps: int, min_time_s: float) -> dict[str, Any]:
