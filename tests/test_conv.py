@@ -1,0 +1,158 @@
+"""conv2d / conv_transpose2d semantics the generic registry tests cannot express."""
+
+from __future__ import annotations
+
+import jax
+import jax.extend
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import jaxops
+
+RNG = np.random.default_rng(0)
+
+
+def randn(*shape):
+    return np.asarray(RNG.standard_normal(shape), np.float32)
+
+
+def _lhs_dilations(fn, *args):
+    """The lhs_dilation of every convolution in the jaxpr of ``fn`` (nested jaxprs included)."""
+    found = []
+
+    def visit(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "conv_general_dilated":
+                found.append(tuple(eqn.params["lhs_dilation"]))
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                visit(sub)
+
+    visit(jax.make_jaxpr(fn)(*args).jaxpr)
+    return found
+
+
+CONFIGS = [  # stride, padding, output_padding, dilation, groups
+    ((2, 2), (1, 1), (1, 1), (1, 1), 1),
+    ((3, 2), (0, 1), (2, 0), (1, 2), 2),
+    ((1, 1), (1, 0), (1, 0), (2, 1), 1),
+    ((2, 1), (1, 1), (0, 0), (3, 1), 4),  # depthwise forward conv
+]
+
+
+@pytest.mark.parametrize("stride,padding,output_padding,dilation,groups", CONFIGS)
+def test_conv_transpose2d_is_vjp_of_conv2d(stride, padding, output_padding, dilation, groups):
+    """The definition: the input-vjp of conv2d (output_padding only adds rows the conv never reads)."""
+    x, w = randn(2, 4, 5, 6), randn(4, 8 // groups, 3, 2)
+    y = jaxops.conv_transpose2d(x, w, None, stride, padding, output_padding, groups, dilation)
+    z = jnp.zeros(y.shape)
+    conv_out, vjp = jax.vjp(
+        lambda z: jaxops.conv2d(z, w, None, stride, padding, dilation, groups), z
+    )
+    # With output_padding >= stride (< dilation) the symmetric conv has output_padding rows more than
+    # x: they meet only the output_padding rows, and a zero cotangent there gives the same vjp.
+    extra = [(0, 0), (0, 0)] + [(0, c - s) for c, s in zip(conv_out.shape[2:], x.shape[2:])]
+    grad = vjp(jnp.pad(jnp.asarray(x), extra))[0]
+    np.testing.assert_allclose(y, grad, rtol=1e-6, atol=1e-6)
+
+
+def test_strided_convs_never_dilate_the_input():
+    """Stride-phase decomposition: no lhs-dilated convolution (multiplying inserted zeros) anywhere."""
+    x, w = jnp.asarray(randn(2, 4, 9, 8)), jnp.asarray(randn(6, 4, 3, 4))
+    xt, wt = jnp.asarray(randn(2, 4, 5, 6)), jnp.asarray(randn(4, 3, 4, 4))
+
+    def conv_loss(x, w):
+        return jnp.sum(jaxops.conv2d(x, w, stride=2, padding=1) ** 2)
+
+    def transpose_loss(x, w):
+        return jnp.sum(jaxops.conv_transpose2d(x, w, stride=2, padding=1, output_padding=1) ** 2)
+
+    for fn, args in ((conv_loss, (x, w)), (transpose_loss, (xt, wt))):
+        for traced in (fn, jax.grad(fn, argnums=(0, 1)), jax.hessian(fn, argnums=1)):
+            dilations = _lhs_dilations(traced, *args)
+            assert dilations and all(d == (1, 1) for d in dilations), dilations
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_second_order_matches_torch(transposed):
+    """d/dw <d/dx f(x, w), v> against torch's double backward (create_graph=True)."""
+    if transposed:
+        x, w, kwargs = (
+            randn(2, 4, 5, 6),
+            randn(4, 3, 3, 3),
+            {"stride": 2, "padding": 1, "output_padding": 1},
+        )
+        jf, tf = jaxops.conv_transpose2d, F.conv_transpose2d
+    else:
+        x, w, kwargs = (
+            randn(2, 4, 7, 6),
+            randn(6, 2, 3, 2),
+            {"stride": (2, 1), "padding": 1, "groups": 2},
+        )
+        jf, tf = jaxops.conv2d, F.conv2d
+    v = randn(*x.shape)
+
+    def inner(w_):
+        gx = jax.grad(lambda x_: jnp.sum(jnp.tanh(jf(x_, w_, **kwargs))))(jnp.asarray(x))
+        return jnp.sum(gx * v)
+
+    ours = jax.grad(inner)(jnp.asarray(w))
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    (gx,) = torch.autograd.grad(torch.tanh(tf(tx, tw, **kwargs)).sum(), tx, create_graph=True)
+    (theirs,) = torch.autograd.grad((gx * torch.tensor(v)).sum(), tw)
+    np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
+def test_forward_mode_over_all_arguments(op):
+    """jacfwd (forward mode) agrees with jacrev w.r.t. input, weight and bias; hessian runs."""
+    if op == "conv2d":
+        args = (randn(1, 4, 5, 6), randn(4, 2, 3, 2), randn(4))
+        fn = lambda x, w, b: jaxops.conv2d(x, w, b, stride=2, padding=1, groups=2)
+    else:
+        args = (randn(1, 4, 3, 4), randn(4, 1, 3, 3), randn(2))
+        fn = lambda x, w, b: jaxops.conv_transpose2d(x, w, b, stride=2, groups=2, output_padding=1)
+    args = tuple(jnp.asarray(a) for a in args)
+    fwd = jax.jacfwd(fn, argnums=(0, 1, 2))(*args)
+    rev = jax.jacrev(fn, argnums=(0, 1, 2))(*args)
+    for a, b in zip(fwd, rev):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    loss = lambda *a: jnp.sum(jnp.sin(fn(*a)))
+    # Jitted: eager jacrev(jacrev(.)) of the depthwise path crashed XLA:CPU's per-op compile
+    # in this jax build (a segfault outside jaxops; the jitted program is fine).
+    h_fwd = jax.jit(jax.hessian(loss, argnums=1))(*args)
+    h_rev = jax.jit(jax.jacrev(jax.jacrev(loss, argnums=1), argnums=1))(*args)
+    np.testing.assert_allclose(h_fwd, h_rev, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("k,d", [((3, 3), (1, 1)), ((4, 2), (1, 3)), ((1, 5), (2, 2))])
+def test_same_padding_keeps_the_size(k, d):
+    x = jnp.asarray(randn(1, 2, 7, 6))
+    assert jaxops.conv2d(x, randn(3, 2, *k), padding="same", dilation=d).shape == (1, 3, 7, 6)
+
+
+def test_output_size_equals_the_output_padding_it_derives():
+    x, w = randn(2, 3, 5, 6), randn(3, 2, 3, 3)
+    explicit = jaxops.conv_transpose2d(x, w, stride=(2, 3), output_padding=(1, 2))
+    derived = jaxops.conv_transpose2d(x, w, stride=(2, 3), output_size=explicit.shape[2:])
+    np.testing.assert_array_equal(explicit, derived)
+
+
+def test_dtypes():
+    x, w = randn(1, 2, 5, 5), randn(3, 2, 3, 3)
+    for dtype in (jnp.float16, jnp.bfloat16):
+        assert jaxops.conv2d(x.astype(dtype), w.astype(dtype)).dtype == dtype
+        assert jaxops.conv_transpose2d(x.astype(dtype), w.astype(dtype)[:2]).dtype == dtype
+    # Mixed floating dtypes promote (torch raises).
+    assert jaxops.conv2d(x.astype(jnp.float16), w).dtype == jnp.float32
+
+
+def test_jit_with_static_arguments_and_export():
+    x, w = jnp.asarray(randn(2, 3, 8, 8)), jnp.asarray(randn(4, 3, 3, 3))
+    fn = jax.jit(
+        lambda x, w: jaxops.conv2d(x, w, stride=2, padding="valid", padding_mode="reflect")
+    )
+    exported = jax.export.export(fn)(x, w)
+    np.testing.assert_allclose(exported.call(x, w), fn(x, w), rtol=1e-6)
