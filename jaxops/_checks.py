@@ -4,44 +4,104 @@ Errors such as a class index out of range depend on array values, so they
 cannot raise inside ``jit``. Ops call :func:`data_check` from their public
 (traced) wrappers; it records a ``checkify`` check only while ``checked`` is
 tracing, and is free otherwise.
+
+Design (why the flag is a JAX config state and not a context variable):
+
+* The flag is read at trace time, so every trace cache that may hold a trace of
+  a jaxops op must be keyed on it: a ``jax.jit`` traced once without checks and
+  then called under ``checked`` would otherwise replay the check-free trace
+  (checks silently missed), and a trace made under ``checked`` replayed outside
+  it would carry checks nobody functionalizes. JAX keys its caches (``jit``,
+  initial-style control flow, lowering) on the config states marked
+  ``include_in_jit_key``/``include_in_trace_context``; the flag is such a state,
+  so the two kinds of traces never mix.
+* Checks are emitted as ``checkify.debug_check``: functionalized by
+  ``checkify`` (hence by ``checked``) and dropped, never an error, anywhere
+  else. Outside ``checked`` nothing at all is emitted, so unchecked traces stay
+  free of effects (``custom_jvp``, ``checkpoint``, ``export`` are unaffected).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 from jax.experimental import checkify
-
-_ENABLED = contextvars.ContextVar("jaxops_checks_enabled", default=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+try:  # A thread-local config state that JAX folds into its trace and jit cache keys.
+    from jax._src import config as _jax_config
 
-@contextlib.contextmanager
-def _enabled() -> Iterator[None]:
-    token = _ENABLED.set(True)
-    try:
-        yield
-    finally:
-        _ENABLED.reset(token)
+    _ENABLED = _jax_config.State(
+        "jaxops_checked",
+        False,
+        "Whether jaxops ops emit their data-dependent checks (set by jaxops.checked).",
+        include_in_jit_key=True,
+        include_in_trace_context=True,
+    )
+
+    def checks_enabled() -> bool:
+        """True while :func:`checked` traces: ops then emit their data-dependent checks."""
+        return bool(_ENABLED.value)
+
+    def _enabled() -> Any:
+        return _ENABLED(True)
+
+except (ImportError, AttributeError, TypeError):  # pragma: no cover - JAX moved its config
+    # Without a keyed state the flag cannot reach JAX's caches; tests/test_checked.py
+    # fails in that case rather than letting checks be silently missed.
+    import contextlib
+    import contextvars
+
+    _VAR = contextvars.ContextVar("jaxops_checked", default=False)
+
+    def checks_enabled() -> bool:
+        return _VAR.get()
+
+    @contextlib.contextmanager
+    def _enabled() -> Any:
+        token = _VAR.set(True)
+        try:
+            yield
+        finally:
+            _VAR.reset(token)
 
 
-def checks_enabled() -> bool:
-    return _ENABLED.get()
+def data_check(
+    predicate: jax.Array | bool | Callable[[], Any], op: str, message: str, **fmt: Any
+) -> None:
+    """Asserts ``predicate`` (true where the data are valid) under :func:`checked`.
 
+    Call it from an op's public wrapper, not from its jitted core. Outside
+    :func:`checked` it does nothing and emits nothing.
 
-def data_check(predicate: jax.Array, op: str, message: str, **fmt: Any) -> None:
-    """Asserts ``predicate`` (a boolean scalar array) when running under :func:`checked`.
-
-    ``message`` may hold ``{name}`` fields filled with the runtime values in ``fmt``.
+    Args:
+        predicate: a boolean array (reduced with ``all``), or a zero-argument
+            callable returning one, evaluated only when checks are enabled (use
+            it when the predicate costs work).
+        op: the op's public name; the error reads ``jaxops.<op>: <message>``.
+        message: may hold ``{name}`` fields filled with the run-time values in
+            ``fmt`` (arrays, or zero-argument callables returning them).
     """
-    if checks_enabled():
-        checkify.check(predicate, f"jaxops.{op}: {message}", **fmt)
+    if not checks_enabled():
+        return
+    if callable(predicate):
+        predicate = predicate()
+    values = {k: jnp.asarray(v() if callable(v) else v) for k, v in fmt.items()}
+    checkify.debug_check(jnp.all(jnp.asarray(predicate)), f"jaxops.{op}: {message}", **values)
+
+
+def _raise_error(err: checkify.Error) -> None:
+    err.throw()
+
+
+def _is_array(leaf: Any) -> bool:
+    return isinstance(leaf, (jax.Array, np.ndarray, np.generic))
 
 
 def checked(fn: F) -> F:
@@ -49,21 +109,77 @@ def checked(fn: F) -> F:
 
     Inside ``fn`` every jaxops op additionally checks the values that torch
     validates at run time (class indices, RoI batch indices, unpooling
-    indices). The wrapper is built on ``jax.experimental.checkify``; it can be
-    jitted (``jax.jit(jaxops.checked(f))``) and raises
-    ``checkify.JaxRuntimeError`` naming the op and the offending value.
+    indices). Built on ``jax.experimental.checkify``:
+
+    * ``jaxops.checked(f)(...)`` compiles ``f`` with its checks (once per
+      signature, like ``jax.jit``: array arguments are traced, every other
+      argument is static), runs it, then raises ``checkify.JaxRuntimeError``
+      (a ``ValueError``) whose message starts with ``jaxops.<op>:`` and names
+      the offending value. ``f`` may itself be jitted. Functions jitted inside
+      ``f`` are traced separately for checked and unchecked calls, so a trace
+      never carries checks into, or misses them from, the other mode.
+    * ``jax.jit(jaxops.checked(f))`` (jit outside) raises when the compiled
+      computation runs, through a host callback: the error surfaces as
+      ``jax.errors.JaxRuntimeError`` whose message contains the same text.
+      Nested in another ``checked`` the errors are handed to the outer one,
+      which raises them as above.
+    * ``grad``, ``vmap`` and ``jvp`` may be applied inside or outside.
+
+    Ahead-of-time compiled or exported functions keep whatever they were
+    traced with: compile or export inside ``checked`` to keep the checks.
+
+    Args:
+        fn: any function calling jaxops ops.
+
+    Returns:
+        A function with ``fn``'s signature and outputs.
 
     Example:
-        >>> safe_loss = jax.jit(jaxops.checked(jaxops.cross_entropy))
+        >>> safe_loss = jaxops.checked(jaxops.cross_entropy)
         >>> safe_loss(logits, jnp.array([0, 7]))  # 7 >= num classes: raises
     """
     checkified = checkify.checkify(fn, errors=checkify.user_checks)
 
+    @functools.partial(jax.jit, static_argnums=(0, 1))
+    def compiled(treedef: Any, static: tuple[Any, ...], *arrays: Any) -> Any:
+        it = iter(arrays)
+        leaves = [next(it) if leaf is _ARRAY else leaf for leaf in static]
+        args, kwargs = jax.tree_util.tree_unflatten(treedef, leaves)
+        return checkified(*args, **kwargs)
+
+    def run(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        # checkify re-traces and interprets fn eagerly on every call; compiling
+        # it (cached on the signature, the static arguments and the check flag)
+        # costs one dispatch instead.
+        leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
+        static = tuple(_ARRAY if _is_array(leaf) else leaf for leaf in leaves)
+        try:
+            hash(static)
+        except TypeError:  # an unhashable non-array argument: interpret instead
+            return checkified(*args, **kwargs)
+        return compiled(treedef, static, *[leaf for leaf in leaves if _is_array(leaf)])
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        outer = checks_enabled()
         with _enabled():
-            err, out = checkified(*args, **kwargs)
-        err.throw()
+            err, out = run(args, kwargs)
+        if not any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(err)):
+            err.throw()
+        elif outer:
+            checkify.check_error(err)  # functionalized by the enclosing checked()
+        else:
+            jax.debug.callback(_raise_error, err)  # raises when the traced computation runs
         return out
 
     return wrapper  # type: ignore[return-value]
+
+
+class _ArrayMarker:
+    """Stands for an array argument in the static part of a call's signature."""
+
+    def __repr__(self) -> str:
+        return "<array>"
+
+
+_ARRAY = _ArrayMarker()

@@ -14,6 +14,25 @@ from jax.typing import ArrayLike
 from jaxops import _checks, _utils
 
 
+@jax.custom_jvp
+def _weighted_mean(total: jax.Array, weight_sum: jax.Array) -> jax.Array:
+    return total / weight_sum
+
+
+@_weighted_mean.defjvp
+def _weighted_mean_jvp(primals, tangents):
+    # torch's rounding of d(t/s) = dt/s - (t/s)/s ds, whose terms cancel exactly
+    # where they should (one element: the weight's gradient is exactly 0), where
+    # JAX's own rule, dt/s - t ds/s^2, leaves a rounding residue.
+    total, weight_sum = primals
+    d_total, d_weight_sum = tangents
+    mean = total / weight_sum
+    # The barrier keeps XLA from rewriting (t/s)/s as t/(s*s), which underflows
+    # to t/0 = inf for |s| < 1e-19.
+    slope = jax.lax.optimization_barrier(mean) / weight_sum
+    return mean, d_total / weight_sum - slope * d_weight_sum
+
+
 @functools.partial(jax.jit, static_argnames=("reduction",))
 def _mse_loss(x: jax.Array, y: jax.Array, weight: jax.Array | None, reduction: str) -> jax.Array:
     x, y = jnp.broadcast_arrays(x, y)
@@ -25,7 +44,7 @@ def _mse_loss(x: jax.Array, y: jax.Array, weight: jax.Array | None, reduction: s
     if reduction == "sum":
         return jnp.sum(loss)
     if weight is not None:
-        return jnp.sum(loss) / jnp.sum(weight)
+        return _weighted_mean(jnp.sum(loss), jnp.sum(weight))
     return jnp.mean(loss)
 
 

@@ -4,8 +4,19 @@ import os
 
 import hypothesis
 
-# "ci" keeps the property-based tests inside the suite's time budget; "long" is
-# for manual fuzzing runs: pytest --hypothesis-profile=long -m slow tests/test_fuzz.py
-hypothesis.settings.register_profile("ci", max_examples=15, deadline=None, derandomize=True)
-hypothesis.settings.register_profile("long", max_examples=2000, deadline=None)
+# "ci" keeps the property-based tests (tests/test_fuzz.py) inside the suite's
+# time budget: few examples, derandomized so every run checks the same ones.
+# "long" is for manual fuzzing runs, about a minute per op on one core:
+#   HYPOTHESIS_PROFILE=long pytest -n0 tests/test_fuzz.py --hypothesis-show-statistics
+# (JAXOPS_FUZZ_EXAMPLES overrides its example count; failures are replayed
+# from the local .hypothesis/ database on the next run.)
+hypothesis.settings.register_profile(
+    "ci", max_examples=10, deadline=None, derandomize=True, database=None, print_blob=True
+)
+hypothesis.settings.register_profile(
+    "long",
+    max_examples=int(os.environ.get("JAXOPS_FUZZ_EXAMPLES", "200")),
+    deadline=None,
+    print_blob=True,
+)
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
