@@ -139,7 +139,12 @@ def _batch_norm_strategy():
             shape = (2,) + shape[1:]
         rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
         c = shape[1]
-        x = randn(rng, *shape) * np.float32(draw(st.sampled_from([1e-2, 1.0, 1e2]))) + np.float32(draw(st.sampled_from([0.0, 5.0, -1e3])))
+        scale = draw(st.sampled_from([1e-2, 1.0, 1e2]))
+        offset = draw(st.sampled_from([0.0, 5.0, -1e3]))
+        # An offset 1e5 times the spread leaves torch's float32 result itself wrong by percents
+        # (jaxops stays within 1e-7 of float64: tests/test_norm_loss.py checks that precision).
+        offset = offset if abs(offset) <= 1e3 * scale else 0.0
+        x = randn(rng, *shape) * np.float32(scale) + np.float32(offset)
         stats = not training or draw(st.booleans())
         rm, rv = _stats(rng, c) if stats else (None, None)
         kwargs = {"training": training, "momentum": draw(st.floats(0.0, 1.0)), "eps": draw(st.sampled_from([1e-5, 1e-3, 0.1]))}
@@ -148,7 +153,22 @@ def _batch_norm_strategy():
         if draw(st.booleans()):
             kwargs["bias"] = randn(rng, c)
         # torch's x * alpha + beta loses ~ulp(offset) in absolute terms (see the "offset" samples).
-        return SampleInput((x, rm, rv), kwargs, name=f"fuzz {shape}", fwd_tol=Tol(1e-5, 2e-4))
+        fwd_tol, grad_tol = Tol(1e-5, 2e-4), None
+        if training:
+            # Found by the long fuzz profile: when a common offset is large against the spread,
+            # torch's x * alpha + beta (alpha = w * rstd) loses ~ulp(|x| * alpha) absolutely; and
+            # the training backward, w * rstd * (g - mean(g) - xhat * mean(g * xhat)), cancels
+            # terms of size |w| * rstd * |g|, of which float32 keeps a few ulps (torch's and ours;
+            # jaxops stays closer to float64, see tests/test_norm_loss.py).
+            axes = (0, *range(2, x.ndim))
+            rstd = float(np.max(1 / np.sqrt(np.var(x.astype(np.float64), axis=axes) + kwargs["eps"])))
+            w = float(np.max(np.abs(kwargs["weight"]))) if "weight" in kwargs else 1.0
+            offset_ulps = float(np.max(np.abs(x))) * rstd * w * 1.2e-7
+            fwd_tol = Tol(1e-5, max(2e-4, 4 * offset_ulps))
+            grad_tol = Tol(1e-4, 8e-5 * w * rstd * (1 + 1e3 * offset_ulps))
+        return SampleInput(
+            (x, rm, rv), kwargs, name=f"fuzz {shape}", fwd_tol=fwd_tol, grad_tol=grad_tol
+        )
 
     return draw()
 
