@@ -5,19 +5,26 @@
   for JAX, torch's CPU ops are synchronous).
 - JAX functions are compiled ahead of time (``jit(...).lower(...).compile()``);
   the compile time is reported separately and never enters a timing.
-- Repetitions are interleaved across implementations (A B C A B C ...), so
-  drifting machine load affects all of them alike; we report the median with
-  min and max.
-- torch runs with the same number of threads as XLA's CPU client gets (all cores).
+- Every implementation is called once untimed (warm-up), then repetitions are
+  interleaved across implementations (A B C A B C ...), so drifting machine
+  load affects all of them alike; we report the median with min and max.
+- torch runs with the same number of threads as XLA's CPU client gets (all
+  cores this process may use).
+
+A workload module (``benchmarks/workloads/<family>.py``) exposes
+``cases(quick: bool) -> list[Case]``. Build large inputs inside ``Case.make``
+(called just before the case is timed, and released after), not in ``cases``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import os
+import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -34,31 +41,113 @@ class Impl:
 
 @dataclasses.dataclass
 class Case:
-    """One workload of one op in one mode, with its implementations (``jaxops``, ``torch``, ``lax``)."""
+    """One workload of one op in one mode, with its implementations.
+
+    Attributes:
+        op: the jaxops op name (what ``run.py --op`` selects).
+        workload: a short description of the shapes and arguments.
+        mode: ``"fwd"`` or ``"fwd+bwd"``.
+        make: builds inputs and compiles, outside the timer; returns the
+            implementations keyed ``"jaxops"``, ``"torch"`` and, where it
+            applies, ``"lax"`` (the bare primitive jaxops builds on).
+        flops: optional floating-point operation count of one call, for GFLOP/s.
+        note: optional remark shown in the JSON results.
+    """
 
     op: str
     workload: str
     mode: str  # "fwd" or "fwd+bwd"
-    make: Callable[[], dict[str, Impl]]  # builds inputs and compiles; called outside the timer
+    make: Callable[[], dict[str, Impl]]
     flops: float | None = None
+    note: str = ""
 
 
 @dataclasses.dataclass
 class Stats:
+    """Wall-clock statistics of one implementation over the timed repetitions."""
+
     median_s: float
     min_s: float
     max_s: float
     compile_s: float
+    reps: int = 0
+
+    def to_dict(self) -> dict[str, float]:
+        return {
+            "median_ms": self.median_s * 1e3,
+            "min_ms": self.min_s * 1e3,
+            "max_ms": self.max_s * 1e3,
+            "compile_s": self.compile_s,
+            "reps": self.reps,
+        }
 
 
 def threads() -> int:
-    return len(os.sched_getaffinity(0))
+    """CPU cores this process may run on (what XLA's CPU client uses, and what torch is given)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def limit_threads(n: int) -> None:
+    """Pins this process to ``n`` of its cores, so XLA and torch both use ``n`` threads.
+
+    Call it before JAX creates its CPU client (the first array or computation):
+    XLA sizes its thread pool from the cores the process may run on.
+    """
+    allowed = sorted(os.sched_getaffinity(0))
+    if not 1 <= n <= len(allowed):
+        raise ValueError(f"threads must be between 1 and {len(allowed)}, got {n}")
+    os.sched_setaffinity(0, allowed[:n])
 
 
 def setup_torch() -> None:
     import torch
 
     torch.set_num_threads(threads())
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(dist: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info() -> dict[str, Any]:
+    """What the numbers were measured on: CPU, cores, threads, library versions, date (UTC)."""
+    info: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "cpu": _cpu_model(),
+        "cores": os.cpu_count(),
+        "threads": threads(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "jax_backend": jax.default_backend(),
+        "jax_device": str(jax.devices()[0].device_kind),
+    }
+    for dist in ("jax", "jaxlib", "torch", "torchvision", "numpy"):
+        info[dist] = _version(dist)
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    if os.environ.get("XLA_FLAGS"):
+        info["XLA_FLAGS"] = os.environ["XLA_FLAGS"]
+    return info
 
 
 def jax_impl(fn: Callable[..., Any], *args: Any) -> Impl:
@@ -69,24 +158,37 @@ def jax_impl(fn: Callable[..., Any], *args: Any) -> Impl:
     return Impl(lambda: jax.block_until_ready(compiled(*args)), compile_s)
 
 
-def jax_fwd_bwd(fn: Callable[..., Any], args: tuple, argnums: tuple[int, ...], seed: int = 0) -> Impl:
-    """Forward plus VJP of ``fn`` w.r.t. ``argnums`` with a fixed random cotangent."""
-    out = jax.eval_shape(fn, *args)
+def _cotangent(shape_dtype: Any, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal(shape_dtype.shape).astype(shape_dtype.dtype)
+
+
+def jax_fwd_bwd(
+    fn: Callable[..., Any], args: tuple, argnums: Sequence[int], seed: int = 0
+) -> Impl:
+    """Forward plus VJP of ``fn`` w.r.t. ``args[i] for i in argnums`` (fixed random cotangent)."""
+    argnums = tuple(argnums)
     cot = jax.tree_util.tree_map(
-        lambda s: np.random.default_rng(seed).standard_normal(s.shape).astype(s.dtype), out
+        lambda s: jax.numpy.asarray(_cotangent(s, seed)), jax.eval_shape(fn, *args)
     )
 
-    # The cotangent is an argument, not a closed-over constant: as a constant XLA may
-    # constant-fold a backward that depends on it alone (avg_pool2d's), for minutes.
-    def fwd_bwd(*a_and_cot):
-        *a, c = a_and_cot
-        primal, vjp = jax.vjp(lambda *d: fn(*[d[argnums.index(i)] if i in argnums else x for i, x in enumerate(a)]), *[a[i] for i in argnums])
-        return primal, vjp(c)
+    # The cotangent is an argument, not a closed-over constant: XLA could otherwise
+    # constant-fold a backward pass that depends on it alone (avg_pool2d's), for minutes.
+    def fwd_bwd(cot, *a):
+        def of_diff(*diff):
+            full = list(a)
+            for i, d in zip(argnums, diff):
+                full[i] = d
+            return fn(*full)
 
-    return jax_impl(fwd_bwd, *args, jax.tree_util.tree_map(jax.numpy.asarray, cot))
+        primal, vjp = jax.vjp(of_diff, *(a[i] for i in argnums))
+        return primal, vjp(cot)
+
+    return jax_impl(fwd_bwd, cot, *args)
 
 
 def torch_fwd(fn: Callable[..., Any], *args: Any) -> Impl:
+    """``fn(*args)`` under ``torch.no_grad()`` (after one warm-up call)."""
     import torch
 
     def run():
@@ -97,24 +199,33 @@ def torch_fwd(fn: Callable[..., Any], *args: Any) -> Impl:
     return Impl(run)
 
 
-def torch_fwd_bwd(fn: Callable[..., Any], args: tuple, argnums: tuple[int, ...], seed: int = 0) -> Impl:
+def torch_fwd_bwd(
+    fn: Callable[..., Any], args: tuple, argnums: Sequence[int], seed: int = 0
+) -> Impl:
+    """Forward plus ``torch.autograd.grad`` w.r.t. ``args[i] for i in argnums`` (same cotangent)."""
     import torch
 
-    leaves = [a.detach().requires_grad_(i in argnums) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for i, a in enumerate(args)]
+    leaves = [
+        a.detach().requires_grad_(i in argnums)
+        if isinstance(a, torch.Tensor) and a.is_floating_point()
+        else a
+        for i, a in enumerate(args)
+    ]
     out = fn(*leaves)
-    cot = torch.from_numpy(np.random.default_rng(seed).standard_normal(tuple(out.shape)).astype(np.float32)).to(out.dtype)
+    cot = torch.from_numpy(_cotangent(jax.ShapeDtypeStruct(tuple(out.shape), np.float32), seed))
+    cot = cot.to(out.dtype)
     inputs = [leaves[i] for i in argnums]
 
     def run():
-        y = fn(*leaves)
-        return torch.autograd.grad(y, inputs, cot)
+        return torch.autograd.grad(fn(*leaves), inputs, cot)
 
     run()
     return Impl(run)
 
 
 def measure(impls: dict[str, Impl], reps: int = 15, min_time_s: float = 0.0) -> dict[str, Stats]:
-    """Interleaved repetitions; each implementation gets ``reps`` timed calls after one warm-up."""
+    """Interleaved repetitions; each implementation gets at least ``reps`` timed calls after one
+    warm-up, and more until ``min_time_s`` of timing has passed."""
     for impl in impls.values():
         impl.run()
     samples: dict[str, list[float]] = {name: [] for name in impls}
@@ -127,6 +238,6 @@ def measure(impls: dict[str, Impl], reps: int = 15, min_time_s: float = 0.0) -> 
             samples[name].append(time.perf_counter() - t0)
         rep += 1
     return {
-        name: Stats(statistics.median(ts), min(ts), max(ts), impls[name].compile_s)
+        name: Stats(statistics.median(ts), min(ts), max(ts), impls[name].compile_s, len(ts))
         for name, ts in samples.items()
     }
