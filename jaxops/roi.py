@@ -155,7 +155,11 @@ def _sparse_table(v: jax.Array, i: jax.Array | None, big: int, levels_h: int, le
         if i is None:
             return jnp.maximum(vi, _shifted(vi, s, axis, -jnp.inf))
         cv, ci = vi
-        return _combine(cv, ci, _shifted(cv, s, axis, -jnp.inf), _shifted(ci, s, axis, big))
+        sv, si = _shifted(cv, s, axis, -jnp.inf), _shifted(ci, s, axis, big)
+        if axis == 1:  # the shifted block lies on later rows: it wins only when greater
+            take = sv > cv
+            return jnp.where(take, sv, cv), jnp.where(take, si, ci)
+        return _combine(cv, ci, sv, si)
 
     def row_level(carry, a):
         carry = double(carry, a, 1)
