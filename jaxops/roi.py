@@ -181,9 +181,9 @@ def _bin_maxima(v0, i0, b, hs, he, ws, we):
     """Per bin and channel the maximum of ``v0`` (N, H, W, C) over the bin's rectangle
     (and its first position, when ``i0`` is given): a sparse table, four lookups.
 
-    Bins of RoIs inside the map are at most ``ceil(H / out_h) + 1`` rows high, so a table
-    with the levels up to that serves them, at a fraction of the full table's cost; a
-    ``cond`` falls back to the full table when a bin is longer."""
+    The table only needs the levels up to the longest bin: a ``switch`` picks the
+    shallowest of three depths (bins up to 7 long; up to ``ceil(H / out_h) + 1``, which
+    covers every RoI inside the map; the full table), at a fraction of the full cost."""
     n, h, w, c = v0.shape
     k, oh = hs.shape
     ow = ws.shape[1]
@@ -213,13 +213,17 @@ def _bin_maxima(v0, i0, b, hs, he, ws, we):
                     best = _combine(*best, *cand)
         return jax.tree.map(lambda t: t.reshape(k, oh, ow, c), best)
 
-    full_h, full_w = _levels(h), _levels(w)
-    cap_h = min(full_h, _levels(-(-h // oh) + 1))
-    cap_w = min(full_w, _levels(-(-w // ow) + 1))
-    if (cap_h, cap_w) == (full_h, full_w) or k == 0:
-        return lookup(full_h, full_w)
-    short = jnp.all(ah < cap_h) & jnp.all(aw < cap_w)
-    return lax.cond(short, lambda: lookup(cap_h, cap_w), lambda: lookup(full_h, full_w))
+    # Tiers of table depth: bins up to 7 long (small RoIs), bins of RoIs inside the map
+    # (at most ceil(H / out_h) + 1 long), any bin. The shallowest that serves every bin runs.
+    full = (_levels(h), _levels(w))
+    inside = (min(full[0], _levels(-(-h // oh) + 1)), min(full[1], _levels(-(-w // ow) + 1)))
+    small = (min(3, inside[0]), min(3, inside[1]))
+    tiers = list(dict.fromkeys([small, inside, full]))  # elementwise increasing
+    if len(tiers) == 1 or k == 0:
+        return lookup(*full)
+    need_h, need_w = jnp.max(ah) + 1, jnp.max(aw) + 1
+    tier = sum(((need_h > th) | (need_w > tw)).astype(jnp.int32) for th, tw in tiers[:-1])
+    return lax.switch(tier, [functools.partial(lookup, th, tw) for th, tw in tiers])
 
 
 def _pool_inputs(x):
