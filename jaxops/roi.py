@@ -6,11 +6,13 @@ order as the C++ loops), but are built so that memory and work do not grow as
 ``K x C x out_h x out_w x H x W``:
 
 - ``roi_pool`` answers every bin's rectangle maximum from a 2-D sparse table
-  (maxima of all power-of-two blocks, with the position of the first maximum),
-  so a bin of any size is the best of four table entries. The pooled value is
-  then gathered from the input at that position, so JAX differentiates it
-  natively (the VJP is a scatter-add to the argmax, accumulating over
-  overlapping RoIs, exactly torchvision's backward).
+  (maxima of all power-of-two blocks, only as deep as the longest bin needs),
+  so a bin of any size is the best of four table entries. The forward uses a
+  value-only table; its ``custom_jvp`` is the JVP of the gather form (a table
+  that also holds the position of the first maximum, then a gather from the
+  input at that position, which JAX differentiates natively: the VJP is a
+  scatter-add to the argmax, accumulating over overlapping RoIs, exactly
+  torchvision's backward).
 - ``roi_align`` is separable: for each RoI the bilinear samples of a bin along
   one axis collapse into one row of a small ``(out, H)`` (resp. ``(out, W)``)
   interpolation matrix, and the output is ``My @ X @ Mx^T / count``. A
