@@ -6,11 +6,13 @@ order as the C++ loops), but are built so that memory and work do not grow as
 ``K x C x out_h x out_w x H x W``:
 
 - ``roi_pool`` answers every bin's rectangle maximum from a 2-D sparse table
-  (maxima of all power-of-two blocks, with the position of the first maximum),
-  so a bin of any size is the best of four table entries. The pooled value is
-  then gathered from the input at that position, so JAX differentiates it
-  natively (the VJP is a scatter-add to the argmax, accumulating over
-  overlapping RoIs, exactly torchvision's backward).
+  (maxima of all power-of-two blocks, only as deep as the longest bin needs),
+  so a bin of any size is the best of four table entries. The forward uses a
+  value-only table; its ``custom_jvp`` is the JVP of the gather form (a table
+  that also holds the position of the first maximum, then a gather from the
+  input at that position, which JAX differentiates natively: the VJP is a
+  scatter-add to the argmax, accumulating over overlapping RoIs, exactly
+  torchvision's backward).
 - ``roi_align`` is separable: for each RoI the bilinear samples of a bin along
   one axis collapse into one row of a small ``(out, H)`` (resp. ``(out, W)``)
   interpolation matrix, and the output is ``My @ X @ Mx^T / count``. A
@@ -144,16 +146,22 @@ def _levels(n: int) -> int:
     return max(n, 1).bit_length()  # floor(log2(n)) + 1
 
 
-def _sparse_table(v: jax.Array, i: jax.Array, big: int):
-    """All ``(2^a x 2^b)`` block maxima of ``v`` (N, H, W, C) with first-argmax positions,
-    stacked ``(levels_h, levels_w, N, H, W, C)``. Two nested ``scan``s over the doubling
-    steps (level 0 "doubles" by a shift of 0, a no-op), so the program stays small."""
-    _, h, w, _ = v.shape
+def _sparse_table(v: jax.Array, i: jax.Array | None, big: int, levels_h: int, levels_w: int):
+    """All ``(2^a x 2^b)`` block maxima (``a < levels_h``, ``b < levels_w``) of ``v``
+    (N, H, W, C), with first-argmax positions unless ``i`` is None, stacked
+    ``(levels_h, levels_w, N, H, W, C)``. Two nested ``scan``s over the doubling steps
+    (level 0 "doubles" by a shift of 0, a no-op), so the program stays small."""
 
     def double(vi, step, axis):
-        cv, ci = vi
         s = (1 << step) >> 1
-        return _combine(cv, ci, _shifted(cv, s, axis, -jnp.inf), _shifted(ci, s, axis, big))
+        if i is None:
+            return jnp.maximum(vi, _shifted(vi, s, axis, -jnp.inf))
+        cv, ci = vi
+        sv, si = _shifted(cv, s, axis, -jnp.inf), _shifted(ci, s, axis, big)
+        if axis == 1:  # the shifted block lies on later rows: it wins only when greater
+            take = sv > cv
+            return jnp.where(take, sv, cv), jnp.where(take, si, ci)
+        return _combine(cv, ci, sv, si)
 
     def row_level(carry, a):
         carry = double(carry, a, 1)
@@ -162,19 +170,119 @@ def _sparse_table(v: jax.Array, i: jax.Array, big: int):
             cc = double(cc, b, 2)
             return cc, cc
 
-        return carry, lax.scan(col_level, carry, jnp.arange(_levels(w)))[1]
+        return carry, lax.scan(col_level, carry, jnp.arange(levels_w))[1]
 
-    return lax.scan(row_level, (v, i), jnp.arange(_levels(h)))[1]
+    return lax.scan(row_level, v if i is None else (v, i), jnp.arange(levels_h))[1]
 
 
 def _floor_log2(n: jax.Array) -> jax.Array:
     return 31 - lax.clz(jnp.maximum(n, 1).astype(jnp.int32))
 
 
+def _bin_maxima(v0, i0, b, hs, he, ws, we):
+    """Per bin and channel the maximum of ``v0`` (N, H, W, C) over the bin's rectangle
+    (and its first position, when ``i0`` is given): a sparse table, four lookups.
+
+    The table only needs the levels up to the longest bin: a ``switch`` picks the
+    shallowest of three depths (bins up to 7 long; up to ``ceil(H / out_h) + 1``, which
+    covers every RoI inside the map; the full table), at a fraction of the full cost."""
+    n, h, w, c = v0.shape
+    k, oh = hs.shape
+    ow = ws.shape[1]
+    len_h, len_w = he - hs, we - ws
+    ah, aw = _floor_log2(len_h), _floor_log2(len_w)
+    h2 = jnp.maximum(he - (1 << ah), 0)
+    w2 = jnp.maximum(we - (1 << aw), 0)
+
+    def lookup(levels_h, levels_w):
+        table = _sparse_table(v0, i0, h * w, levels_h, levels_w)
+        table = jax.tree.map(lambda t: t.reshape(-1, c), table)
+
+        def row(hh, ww):
+            level = ah[:, :, None] * levels_w + aw[:, None, :]
+            return (((level * n + b[:, None, None]) * h + hh[:, :, None]) * w + ww[:, None, :]).reshape(-1)
+
+        best = None
+        for hh in (hs, h2):
+            for ww in (ws, w2):
+                q = row(hh, ww)
+                cand = jax.tree.map(lambda t: jnp.take(t, q, axis=0, mode="clip"), table)
+                if best is None:
+                    best = cand
+                elif i0 is None:
+                    best = jnp.maximum(best, cand)
+                else:
+                    best = _combine(*best, *cand)
+        return jax.tree.map(lambda t: t.reshape(k, oh, ow, c), best)
+
+    # Tiers of table depth: bins up to 7 long (small RoIs), bins of RoIs inside the map
+    # (at most ceil(H / out_h) + 1 long), any bin. The shallowest that serves every bin runs.
+    full = (_levels(h), _levels(w))
+    inside = (min(full[0], _levels(-(-h // oh) + 1)), min(full[1], _levels(-(-w // ow) + 1)))
+    small = (min(3, inside[0]), min(3, inside[1]))
+    tiers = list(dict.fromkeys([small, inside, full]))  # elementwise increasing
+    if len(tiers) == 1 or k == 0:
+        return lookup(*full)
+    need_h, need_w = jnp.max(ah) + 1, jnp.max(aw) + 1
+    tier = sum(((need_h > th) | (need_w > tw)).astype(jnp.int32) for th, tw in tiers[:-1])
+    return lax.switch(tier, [functools.partial(lookup, th, tw) for th, tw in tiers])
+
+
+def _pool_inputs(x):
+    """``x`` channels-last with values that can never win (NaN, and anything <= -FLT_MAX,
+    torchvision's initial maximum) replaced by -inf."""
+    xt = jnp.transpose(lax.stop_gradient(x), (0, 2, 3, 1))  # (N, H, W, C)
+    return jnp.where(xt > jnp.asarray(-_FLT_MAX, x.dtype), xt, -jnp.inf)
+
+
+def _pool_finish(best_v, found_or_none, geom, dt):
+    """Empty bins -> 0, bins with no candidate -> -FLT_MAX, bad batch index -> NaN;
+    (K, oh, ow, C) -> (K, C, oh, ow)."""
+    b, valid, hs, he, ws, we = geom
+    empty = ((he - hs) <= 0)[:, :, None] | ((we - ws) <= 0)[:, None, :]
+    found = (best_v > -jnp.inf) & ~empty[..., None] if found_or_none is None else found_or_none
+    floor = jnp.asarray(-_FLT_MAX, dt)
+    out = jnp.where(found, best_v, jnp.where(empty[..., None], jnp.zeros((), dt), floor))
+    out = jnp.where(valid[:, None, None, None], out, jnp.nan)
+    return jnp.transpose(out, (0, 3, 1, 2))
+
+
+def _pool_by_gather(x, geom):
+    """roi_pool as a gather from ``x`` at each bin's first argmax: JAX differentiates
+    it natively (the VJP is a scatter-add to the argmax)."""
+    b, valid, hs, he, ws, we = geom
+    n, c, h, w = x.shape
+    v0 = _pool_inputs(x)
+    pos = (jnp.arange(h, dtype=jnp.int32)[:, None] * w + jnp.arange(w, dtype=jnp.int32))
+    i0 = jnp.broadcast_to(pos[None, :, :, None], v0.shape)
+    best_v, best_i = _bin_maxima(v0, i0, b, hs, he, ws, we)
+    empty = ((he - hs) <= 0)[:, :, None] | ((we - ws) <= 0)[:, None, :]
+    found = (best_v > -jnp.inf) & ~empty[..., None]
+    k, oh, ow, _ = best_v.shape
+    src = b[:, None, None, None] * (h * w) + jnp.where(found, best_i, 0)
+    flat = jnp.transpose(x, (0, 2, 3, 1)).reshape(n * h * w, c)
+    picked = jnp.take_along_axis(flat, src.reshape(-1, c), axis=0, mode="clip").reshape(k, oh, ow, c)
+    return _pool_finish(picked, found, geom, x.dtype)
+
+
+@jax.custom_jvp
+def _pool(x, geom):
+    """Forward from a value-only table (no positions: about a third of the work); the
+    JVP is that of :func:`_pool_by_gather`, so every AD mode sees the gather form."""
+    b, valid, hs, he, ws, we = geom
+    best_v = _bin_maxima(_pool_inputs(x), None, b, hs, he, ws, we)
+    return _pool_finish(best_v, None, geom, x.dtype)
+
+
+@_pool.defjvp
+def _pool_jvp(primals, tangents):
+    x, geom = primals
+    return jax.jvp(lambda x: _pool_by_gather(x, geom), (x,), (tangents[0],))
+
+
 @functools.partial(jax.jit, static_argnames=("output_size", "spatial_scale"))
 def _roi_pool(x: jax.Array, rois: jax.Array, output_size: tuple[int, int], spatial_scale: float) -> jax.Array:
     n, c, h, w = x.shape
-    k = rois.shape[0]
     oh, ow = output_size
     dt = x.dtype
     rois = lax.stop_gradient(rois)  # torchvision gives boxes no gradient
@@ -194,45 +302,7 @@ def _roi_pool(x: jax.Array, rois: jax.Array, output_size: tuple[int, int], spati
 
     hs, he = edges(bin_h, sh, oh, h)  # (K, oh)
     ws, we = edges(bin_w, sw, ow, w)  # (K, ow)
-
-    # Values that can never win (NaN, and anything <= -FLT_MAX, torchvision's initial
-    # maximum) become -inf; positions are row-major, so the smallest wins ties.
-    xt = jnp.transpose(lax.stop_gradient(x), (0, 2, 3, 1))  # (N, H, W, C)
-    floor = jnp.asarray(-_FLT_MAX, dt)
-    v0 = jnp.where(xt > floor, xt, -jnp.inf)
-    pos = (jnp.arange(h, dtype=jnp.int32)[:, None] * w + jnp.arange(w, dtype=jnp.int32))
-    i0 = jnp.broadcast_to(pos[None, :, :, None], xt.shape)
-    tv, ti = _sparse_table(v0, i0, h * w)
-    lw = _levels(w)
-    tv, ti = tv.reshape(-1, c), ti.reshape(-1, c)
-
-    len_h, len_w = he - hs, we - ws
-    ah, aw = _floor_log2(len_h), _floor_log2(len_w)
-    h2 = jnp.maximum(he - (1 << ah), 0)
-    w2 = jnp.maximum(we - (1 << aw), 0)
-
-    def row(hh, ww):
-        level = ah[:, :, None] * lw + aw[:, None, :]
-        return (((level * n + b[:, None, None]) * h + hh[:, :, None]) * w + ww[:, None, :]).reshape(-1)
-
-    best_v = best_i = None
-    for hh in (hs, h2):
-        for ww in (ws, w2):
-            q = row(hh, ww)
-            cv = jnp.take(tv, q, axis=0, mode="clip")
-            ci = jnp.take(ti, q, axis=0, mode="clip")
-            best_v, best_i = (cv, ci) if best_v is None else _combine(best_v, best_i, cv, ci)
-    best_v = best_v.reshape(k, oh, ow, c)
-    best_i = best_i.reshape(k, oh, ow, c)
-
-    empty = (len_h <= 0)[:, :, None] | (len_w <= 0)[:, None, :]
-    found = (best_v > -jnp.inf) & ~empty[..., None]
-    src = b[:, None, None, None] * (h * w) + jnp.where(found, best_i, 0)
-    flat = jnp.transpose(x, (0, 2, 3, 1)).reshape(n * h * w, c)
-    picked = jnp.take_along_axis(flat, src.reshape(-1, c), axis=0, mode="clip").reshape(k, oh, ow, c)
-    out = jnp.where(found, picked, jnp.where(empty[..., None], jnp.zeros((), dt), floor))
-    out = jnp.where(valid[:, None, None, None], out, jnp.nan)
-    return jnp.transpose(out, (0, 3, 1, 2))
+    return _pool(x, (b, valid, hs, he, ws, we))
 
 
 def roi_pool(
