@@ -21,14 +21,7 @@ How the core computes (chosen by measurement on XLA:CPU, see the README):
   multiply-adds, one per kernel tap, fused by XLA into a single loop; XLA:CPU
   would otherwise loop over the groups.
 - Dense and grouped convolutions run in NHWC/HWIO internally (XLA:CPU's native
-  convolution layout); the public contract stays NCHW/OIHW. Each stride phase is
-  its own conv (stacking the phases' channels into one conv ran 2x slower).
-- **Weight gradients** (``custom_jvp`` rules whose weight terms are written for
-  the transpose we want): a stride-1 ``groups=1`` conv keeps XLA's own
-  weight-gradient conv, in batch chunks of about 8 MB (2x faster than one
-  piece at 32 x 64 x 56 x 56); ``conv_transpose2d`` (``groups=1``) gets the
-  forward conv's weight gradient per phase, through ``jax.linear_transpose``;
-  strided and grouped ``conv2d`` use one matmul per kernel tap.
+  convolution layout); the public contract stays NCHW/OIHW.
 
 Everything is built from ``lax`` primitives that JAX differentiates natively,
 so ``grad``, ``jvp``, ``jacfwd``, ``vmap`` and second order all work.
@@ -209,26 +202,12 @@ def _conv_dense(x, w, stride, pads, dilation, groups):
     """Dense/grouped conv, NCHW in and out, as a sum of stride-1 NHWC convs over stride phases."""
     n = x.shape[0]
     kh, kw = w.shape[2:]
-    if stride == (1, 1) and min(min(p) for p in pads) >= 0:
-        # One phase: the padding goes into the conv, so that its transposes (the input
-        # and weight gradients) are convs of the true sizes, not of the padded input.
-        y = lax.conv_general_dilated(
-            x.transpose(0, 2, 3, 1),
-            w.transpose(2, 3, 1, 0),
-            (1, 1),
-            pads,
-            rhs_dilation=dilation,
-            dimension_numbers=("NHWC", "HWIO", "NHWC"),
-            feature_group_count=groups,
-            precision=lax.Precision.HIGHEST,
-        )
-        return y.transpose(0, 3, 1, 2)
     ho = _out_size(x.shape[2], kh, stride[0], dilation[0], *pads[0])
     wo = _out_size(x.shape[3], kw, stride[1], dilation[1], *pads[1])
     xp = _pad_zeros(x.transpose(0, 2, 3, 1), pads, (1, 2))  # NHWC
     wt = w.transpose(2, 3, 1, 0)  # HWIO
     c = xp.shape[3]
-    out = None
+    groups_of = {}  # (count_h, dil_h, count_w, dil_w) -> [(input slice, kernel slice)]
     for ph in _phases(kh, stride[0], dilation[0]):
         for pw in _phases(kw, stride[1], dilation[1]):
             rows = ho - 1 + (ph.count - 1) * ph.dil + 1  # input rows this phase reads
@@ -244,14 +223,24 @@ def _conv_dense(x, w, stride, pads, dilation, groups):
                 ),
                 (1, stride[0], stride[1], 1),
             )
-            # One conv per phase: stacking the phases' channels into one conv (same
-            # sub-kernel shapes) ran 2x slower on XLA:CPU (k4 s2, 64 -> 128 channels).
+            kernel = wt[ph.k0 :: ph.kstep, pw.k0 :: pw.kstep]
+            groups_of.setdefault((ph.count, ph.dil, pw.count, pw.dil), []).append((piece, kernel))
+    out = None
+    for (_, dil_h, _, dil_w), parts in groups_of.items():
+        if groups == 1 and len(parts) > 1:  # same sub-kernel shape: one conv over stacked channels
+            parts = [
+                (
+                    jnp.concatenate([p for p, _ in parts], 3),
+                    jnp.concatenate([k for _, k in parts], 2),
+                )
+            ]
+        for piece, kernel in parts:
             y = lax.conv_general_dilated(
                 piece,
-                wt[ph.k0 :: ph.kstep, pw.k0 :: pw.kstep],
+                kernel,
                 (1, 1),
                 "VALID",
-                rhs_dilation=(ph.dil, pw.dil),
+                rhs_dilation=(dil_h, dil_w),
                 dimension_numbers=("NHWC", "HWIO", "NHWC"),
                 feature_group_count=groups,
                 precision=lax.Precision.HIGHEST,
@@ -333,36 +322,8 @@ def _conv_fast_jvp(stride, pads, dilation, groups, primals, tangents):
     if _present(dx):
         dy = _conv_fast(dx, w, stride, pads, dilation, groups)
     if _present(dw):
-        if stride == (1, 1) and groups == 1:
-            dy = dy + _batch_chunked(_conv_dense, x, dw, stride, pads, dilation, groups)
-        else:
-            dy = dy + _conv_taps(x, dw, stride, pads, dilation, groups)
+        dy = dy + _conv_taps(x, dw, stride, pads, dilation, groups)
     return y, dy
-
-
-_CHUNK_BYTES = 8 << 20
-
-
-def _chunk_size(n: int, per_image: int) -> int:
-    """Images per batch chunk: ``n`` split evenly into chunks of about ``_CHUNK_BYTES``."""
-    chunks = max(1, min(n, -(-n * per_image // _CHUNK_BYTES)))
-    return max(1, -(-n // chunks))
-
-
-def _batch_chunked(conv, x, w, *args):
-    """``conv(x, w, *args)``, computed on batch chunks of about ``_CHUNK_BYTES`` of ``x``.
-
-    Written for its transpose with respect to ``w``: the weight gradient becomes a
-    sum of per-chunk weight-gradient convs. With a single stride-1 phase, JAX's
-    own transpose of the NHWC conv w.r.t. its kernel is a conv that XLA:CPU runs
-    on its fast path, but whose speed collapses once the batch-sized contraction
-    outgrows the caches (32 x 64 x 56 x 56: 2x slower in one piece than in four).
-    """
-    n = x.shape[0]
-    size = _chunk_size(n, math.prod(x.shape[1:]) * x.dtype.itemsize)
-    if size >= n:
-        return conv(x, w, *args)
-    return jnp.concatenate([conv(x[i : i + size], w, *args) for i in range(0, n, size)], 0)
 
 
 _conv_fast.defjvp(_conv_fast_jvp, symbolic_zeros=True)
@@ -380,7 +341,7 @@ def _conv(x: jax.Array, w: jax.Array, stride, pads: Pads, dilation, groups: int)
     return _conv_fast(x, w, stride, pads, dilation, groups)
 
 
-def _input_vjp(conv, x, w, *, out_shape, stride, pads, dilation, groups):
+def _input_vjp(conv, x, w, out_shape, stride, pads, dilation, groups):
     """``jax.vjp`` of ``conv(., w)`` with respect to its input (of ``out_shape``), applied to ``x``."""
     primal = jnp.zeros(out_shape, x.dtype)
     _, vjp = jax.vjp(lambda z: conv(z, w, stride, pads, dilation, groups), primal)
@@ -389,64 +350,20 @@ def _input_vjp(conv, x, w, *, out_shape, stride, pads, dilation, groups):
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6))
 def _transposed(x, w, out_shape, stride, pads, dilation, groups):
-    return _input_vjp(
-        _conv, x, w, out_shape=out_shape, stride=stride, pads=pads, dilation=dilation, groups=groups
-    )
+    return _input_vjp(_conv, x, w, out_shape, stride, pads, dilation, groups)
 
 
 def _transposed_jvp(out_shape, stride, pads, dilation, groups, primals, tangents):
-    # As for _conv_fast, the dw term is written for its transpose (the transposed conv's
-    # weight gradient): the forward conv's weight-gradient conv, or one matmul per tap (the
-    # input-vjp of _conv_taps) for groups > 1 or a non-finite x.
+    # As for _conv_fast: the dw term is the input-vjp of the per-tap conv, whose transpose
+    # with respect to dw (the transposed conv's weight gradient) is one matmul per tap.
     (x, w), (dx, dw) = primals, tangents
     y = _transposed(x, w, out_shape, stride, pads, dilation, groups)
     dy = jnp.zeros_like(y)
     if _present(dx):
         dy = _transposed(dx, w, out_shape, stride, pads, dilation, groups)
     if _present(dw):
-        taps = functools.partial(
-            _input_vjp, _conv_taps, x, out_shape=out_shape, stride=stride, pads=pads,
-            dilation=dilation, groups=groups,
-        )
-        if groups == 1:
-            # The fast form multiplies the padding's zeros by x (the conv's cotangent):
-            # NaN where torch skips the padding. So it runs on x only when x is all
-            # finite (else on zeros), and the taps form, which never meets the padding,
-            # only when it is not: inside a cond, whose branches XLA:CPU runs far slower
-            # (the fast form in a branch: 18x torch).
-            finite = jnp.all(jnp.isfinite(x))
-            safe_x = jnp.where(finite, x, jnp.zeros_like(x))
-            dy = dy + _transposed_weight_term(
-                safe_x, dw, out_shape=out_shape, stride=stride, pads=pads, dilation=dilation
-            )
-            dy = dy + lax.cond(finite, lambda t: jnp.zeros(out_shape, t.dtype), taps, dw)
-        else:
-            dy = dy + taps(dw)
+        dy = dy + _input_vjp(_conv_taps, x, dw, out_shape, stride, pads, dilation, groups)
     return y, dy
-
-
-def _transposed_weight_term(x, dw, *, out_shape, stride, pads, dilation):
-    """``_transposed(x, dw)``, written as the transpose of the weight gradient we want.
-
-    The transposed conv's weight gradient at output cotangent ``c`` is the
-    forward conv's weight gradient with input ``c`` and output cotangent ``x``:
-    per stride phase, a stride-1 conv that XLA:CPU runs on its fast path (in
-    batch chunks, see :func:`_batch_chunked`). This term is that map's linear
-    transpose, so reverse mode transposes it back into exactly that conv.
-    """
-    n = x.shape[0]
-    size = _chunk_size(n, math.prod(out_shape[1:]) * x.dtype.itemsize)
-
-    def weight_grad(c):
-        total = jnp.zeros(dw.shape, dw.dtype)
-        for i in range(0, n, size):
-            conv = functools.partial(
-                _conv_dense, c[i : i + size], stride=stride, pads=pads, dilation=dilation, groups=1
-            )
-            total = total + jax.vjp(conv, dw)[1](x[i : i + size])[0]
-        return total
-
-    return jax.linear_transpose(weight_grad, jax.ShapeDtypeStruct(out_shape, x.dtype))(dw)[0]
 
 
 _transposed.defjvp(_transposed_jvp, symbolic_zeros=True)
@@ -493,9 +410,7 @@ def _conv_transpose2d(x, w, b, *, stride, padding, output_padding, dilation, gro
     pads = tuple((p, p - op) for p, op in zip(padding, output_padding))
     out_shape = (n, w.shape[1] * groups, *out_hw)
     if _is_depthwise(jax.ShapeDtypeStruct(out_shape, x.dtype), w, groups):
-        y = _input_vjp(
-        _conv, x, w, out_shape=out_shape, stride=stride, pads=pads, dilation=dilation, groups=groups
-    )
+        y = _input_vjp(_conv, x, w, out_shape, stride, pads, dilation, groups)
     else:
         y = _transposed(x, w, out_shape, stride, pads, dilation, groups)
     return y if b is None else _add_bias(y, b)

@@ -75,23 +75,9 @@ def test_strided_convs_never_dilate_the_input():
             assert dilations and all(d == (1, 1) for d in dilations), dilations
 
 
-def _second_order(jf, tf, x, w, kwargs):
-    """d/dw <d/dx sum(tanh(f(x, w))), v>: ours and torch's double backward (create_graph=True)."""
-    v = randn(*x.shape)
-
-    def inner(w_):
-        gx = jax.grad(lambda x_: jnp.sum(jnp.tanh(jf(x_, w_, **kwargs))))(jnp.asarray(x))
-        return jnp.sum(gx * v)
-
-    ours = jax.grad(inner)(jnp.asarray(w))
-    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
-    (gx,) = torch.autograd.grad(torch.tanh(tf(tx, tw, **kwargs)).sum(), tx, create_graph=True)
-    (theirs,) = torch.autograd.grad((gx * torch.tensor(v)).sum(), tw)
-    return ours, theirs.numpy()
-
-
 @pytest.mark.parametrize("transposed", [False, True])
 def test_second_order_matches_torch(transposed):
+    """d/dw <d/dx f(x, w), v> against torch's double backward (create_graph=True)."""
     if transposed:
         x, w, kwargs = (
             randn(2, 4, 5, 6),
@@ -106,26 +92,17 @@ def test_second_order_matches_torch(transposed):
             {"stride": (2, 1), "padding": 1, "groups": 2},
         )
         jf, tf = jaxops.conv2d, F.conv2d
-    ours, theirs = _second_order(jf, tf, x, w, kwargs)
-    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    v = randn(*x.shape)
 
+    def inner(w_):
+        gx = jax.grad(lambda x_: jnp.sum(jnp.tanh(jf(x_, w_, **kwargs))))(jnp.asarray(x))
+        return jnp.sum(gx * v)
 
-@pytest.mark.parametrize("transposed", [False, True])
-def test_batch_chunked_weight_gradients(transposed, monkeypatch):
-    """Large batches split the weight-gradient convs into batch chunks: forced here (one image each)."""
-    monkeypatch.setattr(jaxops.conv, "_CHUNK_BYTES", 1)
-    if transposed:  # shapes used nowhere else, so that no cached trace skips the chunking
-        x, w, kwargs = randn(3, 5, 4, 3), randn(5, 2, 4, 3), {"stride": 2, "padding": 1}
-        jf, tf = jaxops.conv_transpose2d, F.conv_transpose2d
-    else:
-        x, w, kwargs = randn(3, 5, 4, 3), randn(2, 5, 3, 2), {"padding": (1, 2)}
-        jf, tf = jaxops.conv2d, F.conv2d
-    ours = jax.grad(lambda w_: jnp.sum(jnp.sin(jf(x, w_, **kwargs))))(jnp.asarray(w))
-    tw = torch.tensor(w, requires_grad=True)
-    torch.sin(tf(torch.tensor(x), tw, **kwargs)).sum().backward()
-    np.testing.assert_allclose(ours, tw.grad.numpy(), rtol=1e-5, atol=1e-5)
-    ours, theirs = _second_order(jf, tf, x, w, kwargs)
-    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+    ours = jax.grad(inner)(jnp.asarray(w))
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    (gx,) = torch.autograd.grad(torch.tanh(tf(tx, tw, **kwargs)).sum(), tx, create_graph=True)
+    (theirs,) = torch.autograd.grad((gx * torch.tensor(v)).sum(), tw)
+    np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("op", ["conv2d", "conv_transpose2d"])
@@ -138,17 +115,16 @@ def test_forward_mode_over_all_arguments(op):
         args = (randn(1, 4, 3, 4), randn(4, 1, 3, 3), randn(2))
         fn = lambda x, w, b: jaxops.conv_transpose2d(x, w, b, stride=2, groups=2, output_padding=1)
     args = tuple(jnp.asarray(a) for a in args)
-    fwd = jax.jit(jax.jacfwd(fn, argnums=(0, 1, 2)))(*args)
-    rev = jax.jit(jax.jacrev(fn, argnums=(0, 1, 2)))(*args)
+    fwd = jax.jacfwd(fn, argnums=(0, 1, 2))(*args)
+    rev = jax.jacrev(fn, argnums=(0, 1, 2))(*args)
     for a, b in zip(fwd, rev):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-    # fn is linear in w, so the hessian of sum(sin(fn)) w.r.t. w is J^T diag(-sin(fn)) J.
     loss = lambda *a: jnp.sum(jnp.sin(fn(*a)))
+    # Jitted: eager jacrev(jacrev(.)) of the depthwise path crashed XLA:CPU's per-op compile
+    # in this jax build (a segfault outside jaxops; the jitted program is fine).
     h_fwd = jax.jit(jax.hessian(loss, argnums=1))(*args)
-    jac = np.asarray(fwd[1], np.float64).reshape(-1, args[1].size)
-    curvature = -np.sin(np.asarray(fn(*args), np.float64)).reshape(-1, 1)
-    expected = (jac.T @ (curvature * jac)).reshape(h_fwd.shape)
-    np.testing.assert_allclose(h_fwd, expected, rtol=1e-4, atol=1e-5)
+    h_rev = jax.jit(jax.jacrev(jax.jacrev(loss, argnums=1), argnums=1))(*args)
+    np.testing.assert_allclose(h_fwd, h_rev, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("k,d", [((3, 3), (1, 1)), ((4, 2), (1, 3)), ((1, 5), (2, 2))])

@@ -65,6 +65,7 @@ def _conv2d_sample(rng, x_shape, w_shape, name, bias=True, specials=False, **kwa
 
 def _conv2d_samples(rng):
     s = _conv2d_sample
+    yield s(rng, (2, 3, 7, 8), (4, 3, 3, 3), "3x3 padding 1", padding=1)
     yield s(
         rng,
         (2, 3, 9, 7),
@@ -76,6 +77,14 @@ def _conv2d_samples(rng):
     )
     yield s(
         rng,
+        (1, 2, 11, 10),
+        (3, 2, 4, 3),
+        "stride 3x2 non-square, kernel 4x3",
+        stride=(3, 2),
+        padding=2,
+    )
+    yield s(
+        rng,
         (1, 2, 10, 9),
         (3, 2, 5, 4),
         "stride 2, dilation 3 (phases of mixed size)",
@@ -84,6 +93,8 @@ def _conv2d_samples(rng):
         padding=(3, 4),
     )
     yield s(rng, (1, 2, 8, 9), (3, 2, 1, 1), "1x1 stride 3 (skips rows)", stride=3)
+    yield s(rng, (2, 2, 5, 6), (3, 2, 5, 6), "kernel = input: 1x1 output")
+    yield s(rng, (2, 3, 7, 6), (4, 3, 3, 3), "'same', odd kernel", padding="same")
     yield s(
         rng,
         (2, 3, 7, 6),
@@ -92,8 +103,10 @@ def _conv2d_samples(rng):
         padding="same",
         dilation=(1, 3),
     )
-    yield s(rng, (2, 2, 5, 6), (3, 2, 5, 6), "'valid', kernel = input: 1x1 output", padding="valid")
+    yield s(rng, (2, 3, 7, 6), (4, 3, 3, 2), "'valid'", padding="valid")
+    yield s(rng, (2, 4, 7, 8), (6, 2, 3, 3), "groups 2", padding=1, groups=2)
     yield s(rng, (2, 6, 7, 8), (6, 2, 3, 2), "groups 3 strided", stride=2, padding=1, groups=3)
+    yield s(rng, (2, 4, 7, 8), (4, 1, 3, 3), "depthwise", padding=1, groups=4)
     yield s(
         rng,
         (2, 3, 9, 8),
@@ -113,6 +126,15 @@ def _conv2d_samples(rng):
         dilation=2,
         groups=3,
     )
+    for mode in MODES[1:]:
+        yield s(
+            rng,
+            (2, 3, 6, 7),
+            (4, 3, 3, 2),
+            f"{mode} padding (2,1)",
+            padding=(2, 1),
+            padding_mode=mode,
+        )
     yield s(
         rng,
         (1, 2, 5, 6),
@@ -158,6 +180,7 @@ def _conv2d_samples(rng):
         padding=(3, 4),
         padding_mode="circular",
     )
+    yield s(rng, (3, 5, 6), (4, 3, 3, 3), "unbatched", padding=1)
     yield s(
         rng,
         (4, 6, 5),
@@ -177,7 +200,7 @@ def _conv2d_samples(rng):
         groups=3,
         padding_mode="circular",
     )
-    yield s(rng, (2, 3, 6, 7), (4, 3, 3, 3), "3x3 padding 1, nan/inf input", specials=True, padding=1)
+    yield s(rng, (2, 3, 6, 7), (4, 3, 3, 3), "nan/inf input", specials=True, padding=1)
     yield s(
         rng,
         (2, 3, 6, 7),
@@ -198,13 +221,13 @@ def _conv2d_samples(rng):
         padding=1,
         padding_mode="reflect",
     )
-    for i in range(3):
+    for i in range(8):
         groups = int(rng.choice([1, 1, 2, 3]))
         c_in, c_out = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 3))
         k = tuple(int(v) for v in rng.integers(1, 5, 2))
         dilation = tuple(int(v) for v in rng.integers(1, 3, 2))
-        mode = MODES[i + 1]
-        if i == 2:
+        mode = MODES[i % 4]
+        if i % 5 == 4:
             stride, padding = (1, 1), "same"
         else:
             stride = tuple(int(v) for v in rng.integers(1, 4, 2))
@@ -447,6 +470,8 @@ def _transpose_sample(rng, x_shape, w_shape, name, bias=True, specials=False, **
 
 def _conv_transpose2d_samples(rng):
     s = _transpose_sample
+    yield s(rng, (2, 3, 5, 6), (3, 4, 3, 3), "3x3")
+    yield s(rng, (2, 3, 5, 6), (3, 4, 3, 3), "no bias, padding 1", bias=False, padding=1)
     yield s(rng, (2, 4, 5, 4), (4, 3, 4, 4), "k4 s2 p1 (upsampling x2)", stride=2, padding=1)
     yield s(
         rng,
@@ -494,6 +519,9 @@ def _conv_transpose2d_samples(rng):
     yield s(rng, (1, 2, 3, 3), (2, 3, 3, 3), "padding 2: 1x1 output", padding=2)
     yield s(rng, (2, 4, 5, 6), (4, 3, 3, 3), "groups 2", groups=2, stride=2, padding=1)
     yield s(
+        rng, (2, 6, 4, 5), (6, 1, 3, 2), "groups 3, one output channel each", groups=3, padding=1
+    )
+    yield s(
         rng,
         (2, 4, 4, 5),
         (4, 1, 3, 3),
@@ -523,14 +551,23 @@ def _conv_transpose2d_samples(rng):
     )
     yield s(
         rng,
+        (2, 3, 5, 6),
+        (3, 2, 3, 3),
+        "output_size full shape",
+        stride=(2, 3),
+        output_size=[2, 2, 12, 19],
+    )
+    yield s(
+        rng,
         (3, 5, 6),
         (3, 2, 3, 3),
-        "unbatched, output_size as a list (C, H, W)",
+        "unbatched output_size (C, H, W)",
         stride=2,
-        output_size=[2, 11, 14],
+        output_size=(2, 11, 14),
     )
+    yield s(rng, (3, 5, 6), (3, 4, 2, 3), "unbatched", stride=2)
     yield s(rng, (0, 3, 5, 6), (3, 4, 3, 3), "empty batch", stride=2, padding=1)
-    yield s(rng, (2, 3, 5, 6), (3, 4, 3, 3), "nan/inf input, no bias", bias=False, specials=True, padding=1)
+    yield s(rng, (2, 3, 5, 6), (3, 4, 3, 3), "nan/inf input", specials=True, padding=1)
     yield s(
         rng, (2, 3, 5, 6), (3, 4, 4, 3), "nan/inf input strided", specials=True, stride=2, padding=1
     )
@@ -543,7 +580,7 @@ def _conv_transpose2d_samples(rng):
         stride=2,
         groups=4,
     )
-    for i in range(3):
+    for i in range(7):
         groups = int(rng.choice([1, 1, 2, 3]))
         c_in, c_out_g = groups * int(rng.integers(1, 4)), int(rng.integers(1, 3))
         k = tuple(int(v) for v in rng.integers(1, 5, 2))
