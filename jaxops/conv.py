@@ -198,7 +198,42 @@ def _depthwise_s1_jvp(pads, dilation, primals, tangents):
 _depthwise_s1.defjvp(_depthwise_s1_jvp, symbolic_zeros=True)
 
 
-def _conv_dense(x, w, stride, pads, dilation, groups):
+def _matmul_conv(x, w, dilation, channels_first=False):
+    """Stride-1 VALID conv of NHWC ``x`` with HWIO ``w`` as im2col + matmul, one output row at a time.
+
+    XLA:CPU's matmul runs about twice as fast as its convolution, and one output
+    row's patch matrix, ``(N * W_out, kh * kw * C)``, stays in cache where the
+    whole output's would go out to memory. The loop runs over rows, not images,
+    so a batch-sharded input stays sharded.
+
+    Returns NCHW. ``channels_first`` orients each row's matmul as
+    ``(O, K) @ (K, N * W_out)``: slower forward, but its transpose with respect to
+    ``w`` (the weight gradient, accumulated row by row) is the fast orientation.
+    """
+    n = x.shape[0]
+    kh, kw, ci, co = w.shape
+    (dh, dw) = dilation
+    ho = x.shape[1] - (kh - 1) * dh
+    wo = x.shape[2] - (kw - 1) * dw
+    k = kh * kw * ci
+    wm = w.reshape(k, co)
+    hi = lax.Precision.HIGHEST
+
+    def row(r):  # output row r: (N, W_out, O), or (O, N, W_out) with channels_first
+        xs = lax.dynamic_slice_in_dim(x, r, (kh - 1) * dh + 1, axis=1)
+        cols = jnp.concatenate(
+            [xs[:, i * dh, j * dw : j * dw + wo] for i in range(kh) for j in range(kw)], axis=-1
+        ).reshape(n * wo, k)
+        if channels_first:
+            return lax.dot_general(wm, cols, (((0,), (1,)), ((), ())), precision=hi).reshape(co, n, wo)
+        return lax.dot(cols, wm, precision=hi).reshape(n, wo, co)
+
+    # Rebuild the patches when transposing rather than keep them all as residuals.
+    y = lax.map(jax.checkpoint(row), jnp.arange(ho))
+    return y.transpose(2, 1, 0, 3) if channels_first else y.transpose(1, 3, 0, 2)
+
+
+def _conv_dense(x, w, stride, pads, dilation, groups, matmul=False):
     """Dense/grouped conv, NCHW in and out, as a sum of stride-1 NHWC convs over stride phases."""
     n = x.shape[0]
     kh, kw = w.shape[2:]
@@ -235,16 +270,19 @@ def _conv_dense(x, w, stride, pads, dilation, groups):
                 )
             ]
         for piece, kernel in parts:
-            y = lax.conv_general_dilated(
-                piece,
-                kernel,
-                (1, 1),
-                "VALID",
-                rhs_dilation=(dil_h, dil_w),
-                dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                feature_group_count=groups,
-                precision=lax.Precision.HIGHEST,
-            )
+            if matmul and groups == 1:
+                y = _matmul_conv(piece, kernel, (dil_h, dil_w)).transpose(0, 2, 3, 1)
+            else:
+                y = lax.conv_general_dilated(
+                    piece,
+                    kernel,
+                    (1, 1),
+                    "VALID",
+                    rhs_dilation=(dil_h, dil_w),
+                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                    feature_group_count=groups,
+                    precision=lax.Precision.HIGHEST,
+                )
             out = y if out is None else out + y
     return out.transpose(0, 3, 1, 2)
 
@@ -307,22 +345,28 @@ def _present(t) -> bool:
     return not isinstance(t, jax.custom_derivatives.SymbolicZero)
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
-def _conv_fast(x, w, stride, pads, dilation, groups):
-    return _conv_dense(x, w, stride, pads, dilation, groups)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _conv_fast(x, w, stride, pads, dilation, groups, matmul=True):
+    return _conv_dense(x, w, stride, pads, dilation, groups, matmul)
 
 
-def _conv_fast_jvp(stride, pads, dilation, groups, primals, tangents):
-    # Bilinear: d(x * w) = dx * w + x * dw. The dx term keeps XLA's convolution (its
-    # transpose, the input gradient, is a fast stride-1 conv); the dw term is written
-    # per tap so that its transpose, the weight gradient, is a set of matmuls.
+def _conv_fast_jvp(stride, pads, dilation, groups, matmul, primals, tangents):
+    # Bilinear: d(x * w) = dx * w + x * dw. The value is computed as matmuls (dense
+    # convs); the dx term keeps XLA's convolution, because its transpose (the input
+    # gradient) is then a fast stride-1 conv where the matmul form's is a slow
+    # scatter of patches. The dw term is written per tap so that its transpose,
+    # the weight gradient, is a set of matmuls.
     (x, w), (dx, dw) = primals, tangents
-    y = _conv_fast(x, w, stride, pads, dilation, groups)
+    y = _conv_fast(x, w, stride, pads, dilation, groups, matmul)
     dy = jnp.zeros_like(y)
     if _present(dx):
-        dy = _conv_fast(dx, w, stride, pads, dilation, groups)
+        dy = _conv_fast(dx, w, stride, pads, dilation, groups, False)
     if _present(dw):
-        dy = dy + _conv_taps(x, dw, stride, pads, dilation, groups)
+        if matmul and groups == 1 and stride == (1, 1) and min(pads[0] + pads[1]) >= 0:
+            xp = _pad_zeros(x.transpose(0, 2, 3, 1), pads, (1, 2))
+            dy = dy + _matmul_conv(xp, dw.transpose(2, 3, 1, 0), dilation, channels_first=True)
+        else:
+            dy = dy + _conv_taps(x, dw, stride, pads, dilation, groups)
     return y, dy
 
 
