@@ -145,8 +145,9 @@ def machine_info() -> dict[str, Any]:
         info["torch_threads"] = torch.get_num_threads()
     except ImportError:
         pass
-    if os.environ.get("XLA_FLAGS"):
-        info["XLA_FLAGS"] = os.environ["XLA_FLAGS"]
+    for var in ("XLA_FLAGS", "MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+        if os.environ.get(var):
+            info[var] = os.environ[var]
     return info
 
 

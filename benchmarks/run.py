@@ -17,6 +17,13 @@ Writes, under --out (default benchmarks/results/), with the stem "bench"
   <stem>.png   the jaxops/torch time ratio per op and mode (log scale)
   <stem>.md    the table in Markdown, as shown in the README
 --update-readme also replaces the table between the README's bench markers.
+
+--tuned-malloc re-runs the benchmark with glibc's malloc told to keep freed
+memory (MALLOC_ARENA_MAX=1, MALLOC_MMAP_THRESHOLD_=1e9, MALLOC_TRIM_THRESHOLD_=4e9),
+for torch and JAX alike. By default glibc hands every large freed block back to
+the kernel, so a program that allocates fresh outputs on each call (XLA:CPU
+does, from its worker threads) page-faults its outputs in again every time;
+memory-bound ops then measure the allocator, not the kernel (see the README).
 """
 
 from __future__ import annotations
@@ -188,6 +195,7 @@ def markdown_table(results: list[dict[str, Any]], machine: dict[str, Any], setti
         f"Measured {machine['date'][:10]} on {machine['cpu']} ({_threads(machine)}; "
         f"jax {machine['jax']}, torch {machine['torch']}, numpy {machine['numpy']})"
         + (", `--quick` shapes" if settings.get("quick") else "")
+        + (", `--tuned-malloc`" if machine.get("MALLOC_ARENA_MAX") else "")
         + ". Times in ms, median (min-max) of interleaved repetitions, compile excluded; "
         "`/torch` and `/lax` are jaxops' median over theirs (below 1: jaxops is faster); "
         "GFLOP/s is jaxops' rate where a case states its flops.",
@@ -285,6 +293,13 @@ def update_readme(readme: Path, table_md: str, chart: Path) -> None:
 # ---------------------------------------------------------------- main
 
 
+TUNED_MALLOC = {
+    "MALLOC_ARENA_MAX": "1",
+    "MALLOC_MMAP_THRESHOLD_": "1000000000",
+    "MALLOC_TRIM_THRESHOLD_": "4000000000",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python benchmarks/run.py", description=__doc__,
@@ -309,7 +324,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar (there is none anyway when stderr is not a terminal)")
+    parser.add_argument("--tuned-malloc", action="store_true",
+                        help="run under glibc settings that keep freed memory (see above)")
     args = parser.parse_args(argv)
+    if args.tuned_malloc and os.environ.get("MALLOC_ARENA_MAX") != "1":
+        # glibc reads these once, at process start: run this benchmark again under them.
+        env = dict(os.environ, **TUNED_MALLOC)
+        os.execve(sys.executable, [sys.executable, __file__, *sys.argv[1:]], env)
     if args.threads:
         harness.limit_threads(args.threads)  # before any JAX array exists: XLA sizes its pool now
 

@@ -22,6 +22,12 @@ How the core computes (chosen by measurement on XLA:CPU, see the README):
   would otherwise loop over the groups.
 - Dense and grouped convolutions run in NHWC/HWIO internally (XLA:CPU's native
   convolution layout); the public contract stays NCHW/OIHW.
+- **Dense (ungrouped) convolutions are matmuls**: im2col of one output row at a
+  time, ``(N * W_out, kh * kw * C) @ (kh * kw * C, O)``, which XLA:CPU runs about
+  1.5x faster than its own convolution. The custom JVP keeps XLA's convolution
+  for the input tangent (its transpose, the input gradient, is a fast conv) and
+  uses the transposed matmul orientation for the weight tangent, so the weight
+  gradient is a row-by-row ``(O, N * W_out) @ (N * W_out, K)`` accumulation.
 
 Everything is built from ``lax`` primitives that JAX differentiates natively,
 so ``grad``, ``jvp``, ``jacfwd``, ``vmap`` and second order all work.
