@@ -11,8 +11,10 @@ import operator
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 REDUCTIONS = ("none", "mean", "sum")
 
@@ -97,3 +99,33 @@ def normalize_dim(op: str, name: str, dim: Any, ndim: int) -> int:
             op, f"{name} (={dim}) is out of range for a {ndim}-d input (expected [{-rank}, {rank - 1}])"
         )
     return dim % rank
+
+
+def batched(x: jax.Array, ndim: int = 4) -> tuple[jax.Array, bool]:
+    """``x`` with a leading batch axis of 1 added when it has ``ndim - 1`` dimensions, and whether it was."""
+    return (x, False) if x.ndim == ndim else (x[None], True)
+
+
+_PRECISION_NAMES = {p.name.lower(): p for p in lax.Precision}
+
+
+def precision(op: str, value: Any) -> Any:
+    """A hashable contraction precision: ``None`` means ``Precision.HIGHEST`` (float32-exact).
+
+    Accepts what ``lax.conv_general_dilated``/``lax.dot_general`` accept: a
+    ``lax.Precision`` or its name, a pair of them, or a ``lax.DotAlgorithmPreset``.
+    """
+    if value is None:
+        return lax.Precision.HIGHEST
+    if isinstance(value, (lax.Precision, lax.DotAlgorithmPreset)):
+        return value
+    if isinstance(value, str) and value.lower() in _PRECISION_NAMES:
+        return _PRECISION_NAMES[value.lower()]
+    if isinstance(value, tuple) and len(value) == 2:
+        return tuple(precision(op, v) for v in value)
+    raise fail(
+        op,
+        f"precision must be None, a lax.Precision (or its name), a pair of them or a "
+        f"lax.DotAlgorithmPreset, got {value!r}",
+        TypeError,
+    )

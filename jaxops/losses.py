@@ -178,7 +178,8 @@ def _cross_entropy(
     if weight is None:
         w_t = jnp.ones(t.shape, ct)
     else:
-        w_t = jnp.take(weight.astype(ct), jnp.clip(t, 0, max(c - 1, 0)), mode="clip")
+        # Picked like the logits, so its gradient (w.r.t. weight) is a select, not a scatter-add.
+        w_t = _pick(jnp.broadcast_to(wb, x.shape), t, cd)
     # An out-of-range class (not ignored) poisons its element: NaN loss, NaN gradient.
     w_t = jnp.where(ignored, 0, jnp.where(in_range, w_t, jnp.nan))
     nll = jnp.where(ignored, 0, w_t * nll)

@@ -2,17 +2,57 @@
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 
-from jaxops.testing import REGISTRY
+from jaxops.testing import REGISTRY, lowering, parity
+
+# Cases of ops that choose their formulation per platform run a second time under
+# jaxops.testing.portable() (tests/conftest.py enters it for this mark), so CPU CI
+# checks the formulation GPU and TPU run too.
+PORTABLE = pytest.mark.portable
 
 
-def sample_cases(check: str | None = None, per_op: int | None = None) -> list:
+@functools.cache
+def differs_by_platform(name: str) -> bool:
+    """Whether op ``name`` stages out a per-platform formulation (forward or derivative)."""
+    import jax
+
+    info = REGISTRY[name]
+    for sample in info.samples():
+        refs = info.grad_refs(sample)
+        primals = [parity.to_jax(sample.get(r)) for r in refs]
+
+        def f(*values, sample=sample, refs=refs):
+            return parity.call_jax(info, sample, **{parity.override_key(r): v for r, v in zip(refs, values)})
+
+        try:
+            if lowering.has_platform_branches(lambda *p: jax.jvp(f, p, p), *primals):
+                return True
+        except Exception:  # a sample this trace cannot take (e.g. integer-only): try the next
+            continue
+    return False
+
+
+def with_portable(cases: list) -> list:
+    """``cases``, plus a copy marked ``portable`` of each case whose op differs by platform."""
+    out = list(cases)
+    for case in cases:
+        info = case.values[0]
+        if differs_by_platform(info.name):
+            out.append(pytest.param(*case.values, id=f"{case.id}-portable", marks=[*case.marks, PORTABLE]))
+    return out
+
+
+def sample_cases(check: str | None = None, per_op: int | None = None, portable: bool = True) -> list:
     """``pytest.param(info, sample)`` for every sample of every registered op.
 
     Samples that opt out of ``check`` are marked skipped with their stated reason.
     ``per_op`` keeps that many samples of each op, evenly spread over its list
     (corners first, random configurations last), for the costlier checks.
+    ``portable`` adds each case once more under ``jaxops.testing.portable()`` for
+    ops whose formulation differs by platform.
     """
     cases = []
     for info in REGISTRY.values():
@@ -25,7 +65,7 @@ def sample_cases(check: str | None = None, per_op: int | None = None) -> list:
             if check is not None and check in sample.skip:
                 marks.append(pytest.mark.skip(reason=sample.skip[check]))
             cases.append(pytest.param(info, sample, id=f"{info.name}-{i}-{sample.name}", marks=marks))
-    return cases
+    return with_portable(cases) if portable else cases
 
 
 def error_cases() -> list:
@@ -51,7 +91,9 @@ def _small_enough(info, sample, max_numel: int) -> bool:
     return 0 < numel <= max_numel
 
 
-def small_cases(check: str, per_op: int = 3, max_numel: int = 64, skip_also: tuple[str, ...] = ()) -> list:
+def small_cases(
+    check: str, per_op: int = 3, max_numel: int = 64, skip_also: tuple[str, ...] = (), portable: bool = True
+) -> list:
     """The first ``per_op`` small, finite, float32 samples of every op with a differentiable input.
 
     For the expensive checks (Jacobians, Hessian-vector products, export, dtypes):
@@ -70,7 +112,7 @@ def small_cases(check: str, per_op: int = 3, max_numel: int = 64, skip_also: tup
                 continue
             chosen += 1
             cases.append(pytest.param(info, sample, id=f"{info.name}-{i}-{sample.name}"))
-    return cases
+    return with_portable(cases) if portable else cases
 
 
 def cast_floating(sample, dtype):
@@ -128,7 +170,7 @@ def batch_refs(info, sample) -> tuple:
     return refs
 
 
-def batch_cases(check: str, per_op: int = 2, max_numel: int = 512) -> list:
+def batch_cases(check: str, per_op: int = 2, max_numel: int = 512, portable: bool = True) -> list:
     """Small, finite float32 samples with a batch axis N, ``per_op`` per op."""
     cases = []
     for info in REGISTRY.values():
@@ -138,4 +180,4 @@ def batch_cases(check: str, per_op: int = 2, max_numel: int = 512) -> list:
                 if _small_enough(info, sample, max_numel):
                     chosen += 1
                     cases.append(pytest.param(info, sample, id=f"{info.name}-{i}-{sample.name}"))
-    return cases
+    return with_portable(cases) if portable else cases

@@ -3,6 +3,9 @@
 import os
 
 import hypothesis
+import pytest
+
+from jaxops.testing import portable
 
 # "ci" keeps the property-based tests (tests/test_fuzz.py) inside the suite's
 # time budget: few examples, derandomized so every run checks the same ones.
@@ -20,3 +23,13 @@ hypothesis.settings.register_profile(
     print_blob=True,
 )
 hypothesis.settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+@pytest.fixture(autouse=True)
+def _formulation(request):
+    """Cases marked ``portable`` (see tests/cases.py) run under ``jaxops.testing.portable()``."""
+    if request.node.get_closest_marker("portable") is None:
+        yield
+        return
+    with portable():
+        yield

@@ -108,6 +108,25 @@ class ErrorInput:
 
 
 @dataclasses.dataclass(frozen=True)
+class Lowering:
+    """What the op's portable formulation may contain once lowered for GPU or TPU.
+
+    Every program (forward, and the VJP) must be free of ``while`` loops and of
+    branches on the data, with every contraction at ``Precision.HIGHEST`` by
+    default (see ``tests/test_platforms.py``).
+
+    Attributes:
+        scatter: programs (``"fwd"``, ``"grad"``) allowed to scatter, mapped to why
+            a scatter is the op's definition there.
+        convolution: each program must contain an XLA convolution (cuDNN's and
+            the TPU's convolution unit then do the work).
+    """
+
+    scatter: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    convolution: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class OpInfo:
     """Everything the generic checks need to know about one op.
 
@@ -128,6 +147,7 @@ class OpInfo:
         torch_module: where the reference lives, for the report.
         strategy: optional ``() -> hypothesis strategy of SampleInput`` used by
             the property-based fuzz tests.
+        lowering: what the portable formulation may contain on GPU/TPU.
     """
 
     name: str
@@ -143,6 +163,7 @@ class OpInfo:
     grad_tol: Tol = Tol(1e-5, 1e-6)
     torch_name: str = ""
     strategy: Callable[[], Any] | None = None
+    lowering: Lowering = Lowering()
 
     def samples(self) -> list[SampleInput]:
         """The op's samples, generated from a seed derived from its name (stable across runs)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import jaxops
-from jaxops.testing.opinfo import ErrorInput, OpInfo, SampleInput, Tol
+from jaxops.testing.opinfo import ErrorInput, Lowering, OpInfo, SampleInput, Tol
 
 MODES = ("zeros", "reflect", "replicate", "circular")
 
@@ -761,6 +761,7 @@ OPS = [
         fwd_tol=Tol(1e-5, 1e-5),
         grad_tol=Tol(1e-5, 3e-5),
         torch_name="torch.nn.functional.conv2d / nn.Conv2d(padding_mode)",
+        lowering=Lowering(convolution=True),
         strategy=_conv2d_strategy,
     ),
     OpInfo(
@@ -775,6 +776,7 @@ OPS = [
         fwd_tol=Tol(1e-5, 1e-5),
         grad_tol=Tol(1e-5, 3e-5),
         torch_name="torch.nn.functional.conv_transpose2d / nn.ConvTranspose2d(output_size)",
+        lowering=Lowering(convolution=True),
         strategy=_conv_transpose2d_strategy,
     ),
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import jaxops
-from jaxops.testing.opinfo import ErrorInput, OpInfo, SampleInput, Tol
+from jaxops.testing.opinfo import ErrorInput, Lowering, OpInfo, SampleInput, Tol
 from jaxops.testing.ops_basic import HALF_DTYPES, HALF_TOL, randn
 
 EXACT = Tol(0.0, 0.0)
@@ -370,6 +370,9 @@ OPS = [
         fwd_tol=EXACT,
         grad_tol=EXACT,
         torch_name="torch.nn.functional.max_unpool2d",
+        lowering=Lowering(
+            scatter={"fwd": "unpooling writes each value at an index of the data, as torch's kernel does"}
+        ),
         strategy=_max_unpool_strategy,
     ),
     OpInfo(

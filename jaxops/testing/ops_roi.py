@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import jaxops
-from jaxops.testing.opinfo import ErrorInput, OpInfo, SampleInput, Tol
+from jaxops.testing.opinfo import ErrorInput, Lowering, OpInfo, SampleInput, Tol
 
 
 def _randn(rng, *shape):
@@ -205,6 +205,12 @@ OPS = [
         fwd_tol=Tol(0.0, 0.0),
         grad_tol=Tol(1e-6, 1e-6),
         torch_name="torchvision.ops.roi_pool",
+        lowering=Lowering(
+            scatter={
+                "grad": "overlapping RoIs meet at their argmax: the gradient accumulates there "
+                "(torchvision's backward is an atomicAdd too)"
+            }
+        ),
         strategy=_strategy(False),
     ),
     OpInfo(

@@ -1,0 +1,425 @@
+"""conv2d and conv_transpose2d as XLA:CPU runs them fastest (the ``cpu`` branch of :mod:`jaxops.conv`).
+
+Every formulation here computes the convolution :mod:`jaxops.conv` specifies,
+forming only products torch forms; the choices below were made by timing
+XLA:CPU and are not what XLA:GPU or XLA:TPU run well (they never see them):
+
+- **Stride-phase decomposition.** A stride-``s`` convolution is rewritten as a
+  sum of stride-1 convolutions, one per phase ``(k * d) mod s`` of the kernel
+  taps, each reading a strided slice of the padded input and the taps of that
+  phase (a dense sub-kernel, dilated by ``d / gcd(d, s)``). Nothing is
+  multiplied by inserted zeros, so the NaN/inf pattern matches torch, and the
+  transpose of each piece is again a stride-1 convolution: the vjp
+  (``conv_transpose2d``, strided input gradients) never runs XLA:CPU's slow
+  ``lhs_dilation`` convolution.
+- **Depthwise convolutions** (one input channel per group) are shifted
+  multiply-adds, one per kernel tap, fused into a single loop; XLA:CPU would
+  otherwise loop over the groups.
+- Dense and grouped convolutions run in NHWC/HWIO (XLA:CPU's native layout).
+- **Dense (ungrouped) convolutions are matmuls**: im2col of one output row at a
+  time, ``(N * W_out, kh * kw * C) @ (kh * kw * C, O)``, about 1.5x faster than
+  XLA:CPU's own convolution. The custom JVP keeps XLA's convolution for the
+  input tangent (its transpose, the input gradient, is a fast conv) and the
+  transposed matmul orientation for the weight tangent, so the weight gradient
+  is a row-by-row ``(O, N * W_out) @ (N * W_out, K)`` accumulation.
+- Weight gradients of strided, grouped and transposed convs are one matmul per
+  kernel tap (:func:`_conv_taps`), where XLA:CPU's own weight-gradient
+  convolutions take a slow generic loop.
+
+XLA:CPU computes float32 contractions in float32 whatever their precision
+setting, so these formulations use ``Precision.HIGHEST`` throughout.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+Pads = tuple[tuple[int, int], tuple[int, int]]
+
+# ---------------------------------------------------------------- the linear core
+
+class _Phase(NamedTuple):
+    """The kernel taps of one stride phase along one spatial dimension.
+
+    Taps ``k0, k0 + kstep, ...`` (``count`` of them) all read input rows
+    ``i * stride + offset + m * dil`` for output row ``i`` and tap number ``m``.
+    """
+
+    offset: int
+    k0: int
+    kstep: int
+    count: int
+    dil: int
+
+
+@functools.cache
+def _phases(k: int, s: int, d: int) -> tuple[_Phase, ...]:
+    """Splits the taps ``0..k-1`` of one dimension by the phase ``(tap * d) mod s``."""
+    g = math.gcd(d, s)
+    phases = []
+    for k0 in range(min(k, s // g)):
+        count = len(range(k0, k, s // g))
+        phases.append(_Phase(offset=k0 * d, k0=k0, kstep=s // g, count=count, dil=d // g))
+    return tuple(phases)
+
+
+def _pad_zeros(x: jax.Array, pads: Sequence[tuple[int, int]], axes: Sequence[int]) -> jax.Array:
+    config = [(0, 0, 0)] * x.ndim
+    for axis, (lo, hi) in zip(axes, pads):
+        config[axis] = (lo, hi, 0)
+    if all(c == (0, 0, 0) for c in config):
+        return x
+    return lax.pad(x, jnp.zeros((), x.dtype), config)
+
+
+def _out_size(size: int, k: int, s: int, d: int, lo: int, hi: int) -> int:
+    return (size + lo + hi - d * (k - 1) - 1) // s + 1
+
+
+def _conv_depthwise(x, w, stride, pads, dilation):
+    """Depthwise conv (NCHW input, weight (C*m, 1, kH, kW)) as one shifted multiply-add per tap."""
+    n, c, h, wd = x.shape
+    kh, kw = w.shape[2:]
+    mult = w.shape[0] // c
+    (sh, sw), (dh, dw) = stride, dilation
+    ho = _out_size(h, kh, sh, dh, *pads[0])
+    wo = _out_size(wd, kw, sw, dw, *pads[1])
+    xp = _pad_zeros(x, pads, (2, 3))
+    taps = w.reshape(c, mult, kh, kw)
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            piece = lax.slice(
+                xp,
+                (0, 0, i * dh, j * dw),
+                (n, c, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1),
+                (1, 1, sh, sw),
+            )
+            term = piece[:, :, None] * taps[None, :, :, i, j, None, None]
+            out = term if out is None else out + term
+    return out.reshape(n, c * mult, ho, wo)
+
+
+def _depthwise_input_grad(ct, w, pads, dilation, in_hw):
+    """The input gradient of a stride-1 depthwise conv, itself a depthwise multiply-add over ``ct``.
+
+    ``dx[h] = sum_k ct[h + lo - k d] w[k]``: a correlation of ``ct`` padded by
+    ``d (k - 1) - lo`` (low side) with the flipped kernel, summed over the
+    channel multiplier. Built from slices, it runs at the forward's speed.
+    """
+    n, cm, ho, wo = ct.shape
+    kh, kw = w.shape[2:]
+    c = in_hw[2]
+    mult = cm // c
+    lo = [d * (k - 1) - p for d, k, (p, _) in zip(dilation, (kh, kw), pads)]
+    hi = [
+        size + d * (k - 1) - o - a
+        for size, d, k, o, a in zip(in_hw[:2], dilation, (kh, kw), (ho, wo), lo)
+    ]
+    ctp = _pad_zeros(ct, tuple(zip(lo, hi)), (2, 3))
+    taps = jnp.flip(w, (2, 3)).reshape(c, mult, kh, kw)
+    (h, wd), (dh, dw) = in_hw[:2], dilation
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            piece = lax.slice(ctp, (0, 0, i * dh, j * dw), (n, cm, i * dh + h, j * dw + wd))
+            term = (piece.reshape(n, c, mult, h, wd) * taps[None, :, :, i, j, None, None]).sum(2)
+            out = term if out is None else out + term
+    return out
+
+
+def _depthwise_weight_term(x, dw, pads, dilation):
+    """The stride-1 depthwise conv, linear in ``dw``, written for a fast transpose.
+
+    Each tap's weight is broadcast over the batch first and over the image
+    second, so that its transpose (the weight gradient) reduces each image row
+    by row (contiguous, vectorised) before summing over the batch, instead of
+    one strided reduction over (N, H, W) at once.
+    """
+    n, c, h, wd = x.shape
+    kh, kw = dw.shape[2:]
+    mult = dw.shape[0] // c
+    ho = _out_size(h, kh, 1, dilation[0], *pads[0])
+    wo = _out_size(wd, kw, 1, dilation[1], *pads[1])
+    xp = _pad_zeros(x, pads, (2, 3))
+    taps = dw.reshape(c, mult, kh, kw)
+    out = None
+    for i in range(kh):
+        for j in range(kw):
+            piece = xp[
+                :,
+                :,
+                None,
+                i * dilation[0] : i * dilation[0] + ho,
+                j * dilation[1] : j * dilation[1] + wo,
+            ]
+            per_image = jnp.broadcast_to(taps[None, :, :, i, j], (n, c, mult))
+            term = piece * per_image[:, :, :, None, None]
+            out = term if out is None else out + term
+    return out.reshape(n, c * mult, ho, wo)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3))
+def _depthwise_s1(x, w, pads, dilation):
+    return _conv_depthwise(x, w, (1, 1), pads, dilation)
+
+
+def _depthwise_s1_jvp(pads, dilation, primals, tangents):
+    # JAX would transpose the slices of the multiply-adds into a sum of pads (a slow
+    # select per element on XLA:CPU). The dx term is instead written as the transpose
+    # of the slice-based input gradient, so that reverse mode transposes it back into
+    # that gradient; the dw term keeps the taps on one axis (one fused reduction).
+    (x, w), (dx, dw) = primals, tangents
+    y = _depthwise_s1(x, w, pads, dilation)
+    dy = jnp.zeros_like(y)
+    if _present(dx):
+        in_hw = (x.shape[2], x.shape[3], x.shape[1])
+        grad = functools.partial(
+            _depthwise_input_grad, w=w, pads=pads, dilation=dilation, in_hw=in_hw
+        )
+        dy = jax.linear_transpose(grad, jax.ShapeDtypeStruct(y.shape, y.dtype))(dx)[0]
+    if _present(dw):
+        dy = dy + _depthwise_weight_term(x, dw, pads, dilation)
+    return y, dy
+
+
+_depthwise_s1.defjvp(_depthwise_s1_jvp, symbolic_zeros=True)
+
+
+def _matmul_conv(x, w, dilation, channels_first=False):
+    """Stride-1 VALID conv of NHWC ``x`` with HWIO ``w`` as im2col + matmul, one output row at a time.
+
+    XLA:CPU's matmul runs about twice as fast as its convolution, and one output
+    row's patch matrix, ``(N * W_out, kh * kw * C)``, stays in cache where the
+    whole output's would go out to memory. The loop runs over rows, not images,
+    so a batch-sharded input stays sharded.
+
+    Returns NCHW. ``channels_first`` orients each row's matmul as
+    ``(O, K) @ (K, N * W_out)``: slower forward, but its transpose with respect to
+    ``w`` (the weight gradient, accumulated row by row) is the fast orientation.
+    """
+    n = x.shape[0]
+    kh, kw, ci, co = w.shape
+    (dh, dw) = dilation
+    ho = x.shape[1] - (kh - 1) * dh
+    wo = x.shape[2] - (kw - 1) * dw
+    k = kh * kw * ci
+    wm = w.reshape(k, co)
+    hi = lax.Precision.HIGHEST
+
+    def row(r):  # output row r: (N, W_out, O), or (O, N, W_out) with channels_first
+        xs = lax.dynamic_slice_in_dim(x, r, (kh - 1) * dh + 1, axis=1)
+        cols = jnp.concatenate(
+            [xs[:, i * dh, j * dw : j * dw + wo] for i in range(kh) for j in range(kw)], axis=-1
+        ).reshape(n * wo, k)
+        if channels_first:
+            return lax.dot_general(wm, cols, (((0,), (1,)), ((), ())), precision=hi).reshape(co, n, wo)
+        return lax.dot(cols, wm, precision=hi).reshape(n, wo, co)
+
+    # Rebuild the patches when transposing rather than keep them all as residuals.
+    y = lax.map(jax.checkpoint(row), jnp.arange(ho))
+    return y.transpose(2, 1, 0, 3) if channels_first else y.transpose(1, 3, 0, 2)
+
+
+def _conv_dense(x, w, stride, pads, dilation, groups, matmul=False):
+    """Dense/grouped conv, NCHW in and out, as a sum of stride-1 NHWC convs over stride phases."""
+    n = x.shape[0]
+    kh, kw = w.shape[2:]
+    ho = _out_size(x.shape[2], kh, stride[0], dilation[0], *pads[0])
+    wo = _out_size(x.shape[3], kw, stride[1], dilation[1], *pads[1])
+    xp = _pad_zeros(x.transpose(0, 2, 3, 1), pads, (1, 2))  # NHWC
+    wt = w.transpose(2, 3, 1, 0)  # HWIO
+    c = xp.shape[3]
+    groups_of = {}  # (count_h, dil_h, count_w, dil_w) -> [(input slice, kernel slice)]
+    for ph in _phases(kh, stride[0], dilation[0]):
+        for pw in _phases(kw, stride[1], dilation[1]):
+            rows = ho - 1 + (ph.count - 1) * ph.dil + 1  # input rows this phase reads
+            cols = wo - 1 + (pw.count - 1) * pw.dil + 1
+            piece = lax.slice(
+                xp,
+                (0, ph.offset, pw.offset, 0),
+                (
+                    n,
+                    ph.offset + (rows - 1) * stride[0] + 1,
+                    pw.offset + (cols - 1) * stride[1] + 1,
+                    c,
+                ),
+                (1, stride[0], stride[1], 1),
+            )
+            kernel = wt[ph.k0 :: ph.kstep, pw.k0 :: pw.kstep]
+            groups_of.setdefault((ph.count, ph.dil, pw.count, pw.dil), []).append((piece, kernel))
+    out = None
+    for (_, dil_h, _, dil_w), parts in groups_of.items():
+        if groups == 1 and len(parts) > 1:  # same sub-kernel shape: one conv over stacked channels
+            parts = [
+                (
+                    jnp.concatenate([p for p, _ in parts], 3),
+                    jnp.concatenate([k for _, k in parts], 2),
+                )
+            ]
+        for piece, kernel in parts:
+            if matmul and groups == 1:
+                y = _matmul_conv(piece, kernel, (dil_h, dil_w)).transpose(0, 2, 3, 1)
+            else:
+                y = lax.conv_general_dilated(
+                    piece,
+                    kernel,
+                    (1, 1),
+                    "VALID",
+                    rhs_dilation=(dil_h, dil_w),
+                    dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                    feature_group_count=groups,
+                    precision=lax.Precision.HIGHEST,
+                )
+            out = y if out is None else out + y
+    return out.transpose(0, 3, 1, 2)
+
+
+def _tap_range(size: int, out: int, s: int, offset: int) -> tuple[int, int]:
+    """Output rows ``[a, b)`` whose input row ``i * s + offset`` lies inside ``[0, size)``."""
+    a = max(0, -(offset // s))  # ceil(-offset / s)
+    b = min(out, (size - 1 - offset) // s + 1) if offset < size else 0
+    return a, max(a, b)
+
+
+def _conv_taps(x, w, stride, pads, dilation, groups):
+    """The same conv as :func:`_conv_dense`, as one matmul per kernel tap (NHWC inside).
+
+    Slower forward than XLA's convolution, but its transpose with respect to
+    ``w`` is one ``(C_in, N*H*W) @ (N*H*W, C_out)`` matmul per tap, where XLA:CPU
+    runs JAX's native weight-gradient convolutions (a kernel the size of the
+    image, often with a reversed window) through a slow generic loop. Each tap
+    reads only the input rows it really meets (no padding), so the weight
+    gradient forms exactly torch's products: a NaN/inf never meets a padding zero.
+    """
+    n, c, h, wd = x.shape
+    kh, kw = w.shape[2:]
+    (sh, sw), (dh, dw) = stride, dilation
+    ho = _out_size(h, kh, sh, dh, *pads[0])
+    wo = _out_size(wd, kw, sw, dw, *pads[1])
+    o = w.shape[0]
+    xt = x.transpose(0, 2, 3, 1)
+    wt = w.reshape(groups, o // groups, c // groups, kh, kw)
+    out = jnp.zeros((groups, n, ho, wo, o // groups), x.dtype)
+    for i in range(kh):
+        a_h, b_h = _tap_range(h, ho, sh, i * dh - pads[0][0])
+        for j in range(kw):
+            a_w, b_w = _tap_range(wd, wo, sw, j * dw - pads[1][0])
+            if a_h == b_h or a_w == b_w:
+                continue
+            r0, c0 = a_h * sh + i * dh - pads[0][0], a_w * sw + j * dw - pads[1][0]
+            piece = lax.slice(
+                xt,
+                (0, r0, c0, 0),
+                (n, r0 + (b_h - a_h - 1) * sh + 1, c0 + (b_w - a_w - 1) * sw + 1, c),
+                (1, sh, sw, 1),
+            ).reshape(n, b_h - a_h, b_w - a_w, groups, c // groups)
+            # (N, h, w, g, I/g) x (g, O/g, I/g) -> (g, N, h, w, O/g), placed at its output rows
+            term = lax.dot_general(
+                piece,
+                wt[:, :, :, i, j],
+                (((4,), (2,)), ((3,), (0,))),
+                precision=lax.Precision.HIGHEST,
+            )
+            out = out + _pad_zeros(term, ((a_h, ho - b_h), (a_w, wo - b_w)), (2, 3))
+    return out.transpose(1, 0, 4, 2, 3).reshape(n, o, ho, wo)
+
+
+def _is_depthwise(x, w, groups) -> bool:
+    return groups > 1 and groups == x.shape[1] and w.shape[1] == 1
+
+
+def _present(t) -> bool:
+    return not isinstance(t, jax.custom_derivatives.SymbolicZero)
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _conv_fast(x, w, stride, pads, dilation, groups, matmul=True):
+    return _conv_dense(x, w, stride, pads, dilation, groups, matmul)
+
+
+def _conv_fast_jvp(stride, pads, dilation, groups, matmul, primals, tangents):
+    # Bilinear: d(x * w) = dx * w + x * dw. The value is computed as matmuls (dense
+    # convs); the dx term keeps XLA's convolution, because its transpose (the input
+    # gradient) is then a fast stride-1 conv where the matmul form's is a slow
+    # scatter of patches. The dw term is written per tap so that its transpose,
+    # the weight gradient, is a set of matmuls.
+    (x, w), (dx, dw) = primals, tangents
+    y = _conv_fast(x, w, stride, pads, dilation, groups, matmul)
+    dy = jnp.zeros_like(y)
+    if _present(dx):
+        dy = _conv_fast(dx, w, stride, pads, dilation, groups, False)
+    if _present(dw):
+        if matmul and groups == 1 and stride == (1, 1) and min(pads[0] + pads[1]) >= 0:
+            xp = _pad_zeros(x.transpose(0, 2, 3, 1), pads, (1, 2))
+            dy = dy + _matmul_conv(xp, dw.transpose(2, 3, 1, 0), dilation, channels_first=True)
+        else:
+            dy = dy + _conv_taps(x, dw, stride, pads, dilation, groups)
+    return y, dy
+
+
+_conv_fast.defjvp(_conv_fast_jvp, symbolic_zeros=True)
+
+
+def _conv(x: jax.Array, w: jax.Array, stride, pads: Pads, dilation, groups: int) -> jax.Array:
+    """Cross-correlation of NCHW ``x`` with OIHW ``w``; ``pads`` per side, the high ones may be negative.
+
+    Linear in ``x`` (``conv_transpose2d`` is its vjp) and in ``w``.
+    """
+    if _is_depthwise(x, w, groups):
+        if stride == (1, 1):
+            return _depthwise_s1(x, w, pads, dilation)
+        return _conv_depthwise(x, w, stride, pads, dilation)
+    return _conv_fast(x, w, stride, pads, dilation, groups)
+
+
+def _input_vjp(conv, x, w, out_shape, stride, pads, dilation, groups):
+    """``jax.vjp`` of ``conv(., w)`` with respect to its input (of ``out_shape``), applied to ``x``."""
+    primal = jnp.zeros(out_shape, x.dtype)
+    _, vjp = jax.vjp(lambda z: conv(z, w, stride, pads, dilation, groups), primal)
+    return vjp(x)[0]
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _transposed(x, w, out_shape, stride, pads, dilation, groups):
+    return _input_vjp(_conv, x, w, out_shape, stride, pads, dilation, groups)
+
+
+def _transposed_jvp(out_shape, stride, pads, dilation, groups, primals, tangents):
+    # As for _conv_fast: the dw term is the input-vjp of the per-tap conv, whose transpose
+    # with respect to dw (the transposed conv's weight gradient) is one matmul per tap.
+    (x, w), (dx, dw) = primals, tangents
+    y = _transposed(x, w, out_shape, stride, pads, dilation, groups)
+    dy = jnp.zeros_like(y)
+    if _present(dx):
+        dy = _transposed(dx, w, out_shape, stride, pads, dilation, groups)
+    if _present(dw):
+        dy = dy + _input_vjp(_conv_taps, x, dw, out_shape, stride, pads, dilation, groups)
+    return y, dy
+
+
+_transposed.defjvp(_transposed_jvp, symbolic_zeros=True)
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def conv2d(x: jax.Array, w: jax.Array, stride, pads: Pads, dilation, groups: int) -> jax.Array:
+    """The cross-correlation of NCHW ``x`` with OIHW ``w`` (per-side pads, the high ones may be negative)."""
+    return _conv(x, w, stride, pads, dilation, groups)
+
+
+def conv_transpose2d(
+    x: jax.Array, w: jax.Array, out_shape, stride, pads: Pads, dilation, groups: int
+) -> jax.Array:
+    """``jax.vjp`` of :func:`conv2d` (weight ``w``) w.r.t. its input of ``out_shape``, applied to ``x``."""
+    if _is_depthwise(jax.ShapeDtypeStruct(out_shape, x.dtype), w, groups):
+        return _input_vjp(_conv, x, w, out_shape, stride, pads, dilation, groups)
+    return _transposed(x, w, out_shape, stride, pads, dilation, groups)
