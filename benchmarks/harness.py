@@ -105,6 +105,41 @@ def setup_torch() -> None:
     torch.set_num_threads(threads())
 
 
+_TORCH_DEVICE = "cpu"
+
+
+def use_torch_device(device: str) -> None:
+    """Runs the torch implementations on ``device`` (``"cpu"`` or ``"cuda"``).
+
+    On CUDA, TF32 is switched off for matmuls and cuDNN convolutions, so torch
+    computes float32 as jaxops' default precision does; calls are synchronised.
+    """
+    global _TORCH_DEVICE
+    import torch
+
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("torch sees no CUDA device")
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    _TORCH_DEVICE = device
+
+
+def to_torch(a: Any) -> Any:
+    """A NumPy array as a torch tensor on the benchmark's torch device."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(a)).to(_TORCH_DEVICE)
+
+
+def torch_sync() -> None:
+    """Waits for torch's queued GPU work (a no-op on CPU, where torch's ops are synchronous)."""
+    if _TORCH_DEVICE == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -136,6 +171,7 @@ def machine_info() -> dict[str, Any]:
         "python": platform.python_version(),
         "jax_backend": jax.default_backend(),
         "jax_device": str(jax.devices()[0].device_kind),
+        "torch_device": _TORCH_DEVICE,
     }
     for dist in ("jax", "jaxlib", "torch", "torchvision", "numpy"):
         info[dist] = _version(dist)
@@ -143,6 +179,8 @@ def machine_info() -> dict[str, Any]:
         import torch
 
         info["torch_threads"] = torch.get_num_threads()
+        if _TORCH_DEVICE == "cuda":
+            info["gpu"] = torch.cuda.get_device_name()
     except ImportError:
         pass
     for var in ("XLA_FLAGS", "MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
@@ -194,7 +232,9 @@ def torch_fwd(fn: Callable[..., Any], *args: Any) -> Impl:
 
     def run():
         with torch.no_grad():
-            return fn(*args)
+            out = fn(*args)
+        torch_sync()
+        return out
 
     run()  # warm-up (allocator, lazy init)
     return Impl(run)
@@ -213,12 +253,14 @@ def torch_fwd_bwd(
         for i, a in enumerate(args)
     ]
     out = fn(*leaves)
-    cot = torch.from_numpy(_cotangent(jax.ShapeDtypeStruct(tuple(out.shape), np.float32), seed))
+    cot = to_torch(_cotangent(jax.ShapeDtypeStruct(tuple(out.shape), np.float32), seed))
     cot = cot.to(out.dtype)
     inputs = [leaves[i] for i in argnums]
 
     def run():
-        return torch.autograd.grad(fn(*leaves), inputs, cot)
+        grads = torch.autograd.grad(fn(*leaves), inputs, cot)
+        torch_sync()
+        return grads
 
     run()
     return Impl(run)

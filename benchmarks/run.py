@@ -189,11 +189,18 @@ def _threads(machine: dict[str, Any]) -> str:
     return f"{n} thread{'s' if n != 1 else ''}"
 
 
+def _where(machine: dict[str, Any]) -> str:
+    """The hardware the numbers come from: the GPU for --device gpu, else the CPU and threads."""
+    if machine.get("gpu"):
+        return f"{machine['gpu']} (jax {machine['jax_backend']}, torch cuda, TF32 off)"
+    return f"{machine['cpu']} ({_threads(machine)})"
+
+
 def markdown_table(results: list[dict[str, Any]], machine: dict[str, Any], settings: dict) -> str:
     """The results as the README shows them: a Markdown table under a line naming the machine."""
     lines = [
-        f"Measured {machine['date'][:10]} on {machine['cpu']} ({_threads(machine)}; "
-        f"jax {machine['jax']}, torch {machine['torch']}, numpy {machine['numpy']})"
+        f"Measured {machine['date'][:10]} on {_where(machine)}; "
+        f"jax {machine['jax']}, torch {machine['torch']}, numpy {machine['numpy']}"
         + (", `--quick` shapes" if settings.get("quick") else "")
         + (", `--tuned-malloc`" if machine.get("MALLOC_ARENA_MAX") else "")
         + ". Times in ms, median (min-max) of interleaved repetitions, compile excluded; "
@@ -266,8 +273,9 @@ def plot_ratios(
     if unique:
         ax.legend(unique.values(), unique.keys(), loc="lower right", fontsize=8)
     ax.set_title(
-        "jaxops vs PyTorch eager, CPU" + (" (--quick shapes)" if quick else "")
-        + f"\n{machine['cpu']}, {_threads(machine)}, {machine['date'][:10]}, "
+        "jaxops vs PyTorch eager, " + ("GPU" if machine.get("gpu") else "CPU")
+        + (" (--quick shapes)" if quick else "")
+        + f"\n{_where(machine)}, {machine['date'][:10]}, "
         f"jax {machine['jax']}, torch {machine['torch']}",
         fontsize=9,
     )
@@ -326,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="no progress bar (there is none anyway when stderr is not a terminal)")
     parser.add_argument("--tuned-malloc", action="store_true",
                         help="run under glibc settings that keep freed memory (see above)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="gpu: jaxops on JAX's GPU backend against torch on CUDA (TF32 off, "
+                        'synchronised); the stem becomes "bench-gpu"')
     args = parser.parse_args(argv)
     if args.tuned_malloc and os.environ.get("MALLOC_ARENA_MAX") != "1":
         # glibc reads these once, at process start: run this benchmark again under them.
@@ -355,13 +366,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from tqdm import tqdm
 
+    if args.device == "gpu":
+        if harness.jax.default_backend() != "gpu":
+            parser.error(f"--device gpu: JAX's default backend is {harness.jax.default_backend()}")
+        harness.use_torch_device("cuda")
     harness.setup_torch()
     reps = args.reps or (5 if args.quick else 15)
     min_time = args.min_time if args.min_time is not None else (0.2 if args.quick else 1.0)
     machine = harness.machine_info()
     print(
-        f"jaxops benchmarks{' (--quick)' if args.quick else ''}: {machine['cpu']}, "
-        f"{_threads(machine)}; jax {machine['jax']}, torch {machine['torch']}. "
+        f"jaxops benchmarks{' (--quick)' if args.quick else ''}: {_where(machine)}; "
+        f"jax {machine['jax']}, torch {machine['torch']}. "
         f"ms: median (min-max) of {reps}+ interleaved reps; /torch, /lax: jaxops' time over theirs;"
         " GFLOP/s: jaxops'."
     )
@@ -379,10 +394,10 @@ def main(argv: list[str] | None = None) -> int:
             bar.write(table.line(row_cells(record)), file=sys.stdout)
     wall_s = time.perf_counter() - start
 
-    settings = {"quick": args.quick, "reps": reps, "min_time_s": min_time,
+    settings = {"quick": args.quick, "reps": reps, "min_time_s": min_time, "device": args.device,
                 "ops": sorted(wanted) or None, "mode": args.mode, "wall_s": wall_s}
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.name or ("bench-quick" if args.quick else "bench")
+    stem = args.name or ("bench" + ("-gpu" if args.device == "gpu" else "") + ("-quick" if args.quick else ""))
     paths = {"json": args.out / f"{stem}.json", "md": args.out / f"{stem}.md"}
     paths["json"].write_text(json.dumps(
         {"machine": machine, "settings": settings, "broken_workloads": broken, "results": results},

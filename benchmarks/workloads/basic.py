@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxops
-from harness import Case, jax_fwd_bwd, jax_impl, torch_fwd, torch_fwd_bwd
+from harness import Case, jax_fwd_bwd, jax_impl, to_torch, torch_fwd, torch_fwd_bwd
 
 
 def _inputs(quick: bool):
@@ -21,7 +21,7 @@ def cases(quick: bool) -> list[Case]:
     import torch.nn.functional as F
 
     shape, x, y = _inputs(quick)
-    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    tx, ty = to_torch(x), to_torch(y)
     jx, jy = jnp.asarray(x), jnp.asarray(y)
 
     def flat_mse(a, b):

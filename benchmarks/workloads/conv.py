@@ -11,24 +11,28 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
-from harness import Case, jax_fwd_bwd, jax_impl, torch_fwd, torch_fwd_bwd
+from harness import Case, jax_fwd_bwd, jax_impl, to_torch, torch_fwd, torch_fwd_bwd
 from jax import lax
 
 import jaxops
 
 NCHW = ("NCHW", "OIHW", "NCHW")
+# float32-exact contractions, as jaxops' default and torch with TF32 off (XLA:CPU ignores it).
+HIGHEST = lax.Precision.HIGHEST
 
 
 def _lax_conv(x, w, padding, groups):
     return lax.conv_general_dilated(
-        x, w, (1, 1), [(padding, padding)] * 2, dimension_numbers=NCHW, feature_group_count=groups
+        x, w, (1, 1), [(padding, padding)] * 2, dimension_numbers=NCHW, feature_group_count=groups,
+        precision=HIGHEST,
     )
 
 
 def _lax_conv_transpose(x, w):
     # torch's (C_in, C_out, kH, kW) weight is the forward conv's OIHW kernel: transpose_kernel=True.
     return lax.conv_transpose(
-        x, w, (2, 2), [(2, 2), (2, 2)], dimension_numbers=NCHW, transpose_kernel=True
+        x, w, (2, 2), [(2, 2), (2, 2)], dimension_numbers=NCHW, transpose_kernel=True,
+        precision=HIGHEST,
     )
 
 
@@ -41,7 +45,7 @@ def _conv_cases(name, x_shape, w_shape, padding, groups, flops):
     w = (rng.standard_normal(w_shape) / np.sqrt(np.prod(w_shape[1:]))).astype(np.float32)
     b = rng.standard_normal(w_shape[0]).astype(np.float32)
     jx, jw, jb = jnp.asarray(x), jnp.asarray(w), jnp.asarray(b)
-    tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+    tx, tw, tb = to_torch(x), to_torch(w), to_torch(b)
 
     def ours(a, k, c):
         return jaxops.conv2d(a, k, c, padding=padding, groups=groups)
@@ -89,7 +93,7 @@ def _transpose_cases(x_shape, c_out):
     w = (rng.standard_normal((c_in, c_out, 4, 4)) / np.sqrt(c_in * 16)).astype(np.float32)
     b = rng.standard_normal(c_out).astype(np.float32)
     jx, jw, jb = jnp.asarray(x), jnp.asarray(w), jnp.asarray(b)
-    tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+    tx, tw, tb = to_torch(x), to_torch(w), to_torch(b)
     flops = 2.0 * n * c_in * c_out * 16 * h * w_
 
     def ours(a, k, c):
@@ -134,13 +138,14 @@ def _matmul_peak(n):
     rng = np.random.default_rng(2)
     a, b = rng.standard_normal((n, n), np.float32), rng.standard_normal((n, n), np.float32)
     ja, jb = jnp.asarray(a), jnp.asarray(b)
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    ta, tb = to_torch(a), to_torch(b)
     return Case(
         "matmul_peak",
         f"({n}, {n}) @ ({n}, {n}) float32",
         "fwd",
         lambda: {
-            "jaxops": jax_impl(jnp.matmul, ja, jb),  # XLA's dot: the GFLOP/s ceiling for our convs
+            # XLA's dot: the GFLOP/s ceiling for our convs.
+            "jaxops": jax_impl(lambda a, b: jnp.matmul(a, b, precision=HIGHEST), ja, jb),
             "torch": torch_fwd(torch.mm, ta, tb),
         },
         flops=2.0 * n**3,

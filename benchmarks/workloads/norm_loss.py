@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxops
-from harness import Case, jax_fwd_bwd, jax_impl, torch_fwd, torch_fwd_bwd
+from harness import Case, jax_fwd_bwd, jax_impl, to_torch, torch_fwd, torch_fwd_bwd
 
 
 def _naive_batch_norm(x, w, b):
@@ -42,7 +42,7 @@ def cases(quick: bool) -> list[Case]:
     w, b = rng.uniform(0.5, 1.5, c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
     rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
     jx, jw, jb, jrm, jrv = map(jnp.asarray, (x, w, b, rm, rv))
-    tx, tw, tb, trm, trv = map(torch.from_numpy, (x, w, b, rm, rv))
+    tx, tw, tb, trm, trv = map(to_torch, (x, w, b, rm, rv))
 
     def bn(a, ww, bb):
         return jaxops.batch_norm(a, jrm, jrv, ww, bb, training=True)
@@ -71,7 +71,7 @@ def cases(quick: bool) -> list[Case]:
     logits = (3 * rng.standard_normal((n, k))).astype(np.float32)
     labels = rng.integers(0, k, n)
     jl, jt = jnp.asarray(logits), jnp.asarray(labels)
-    tl, tt = torch.from_numpy(logits), torch.from_numpy(labels)
+    tl, tt = to_torch(logits), to_torch(labels)
 
     # Labels are arguments, not closed-over constants, so XLA cannot fold them into the program.
     def ce(a, t):
@@ -98,7 +98,7 @@ def cases(quick: bool) -> list[Case]:
     s_labels = rng.integers(0, seg[1], (seg[0],) + seg[2:])
     s_labels[rng.uniform(size=s_labels.shape) < 0.1] = 255  # 10% "void" pixels
     js, jst = jnp.asarray(s_logits), jnp.asarray(s_labels)
-    ts, tst = torch.from_numpy(s_logits), torch.from_numpy(s_labels)
+    ts, tst = to_torch(s_logits), to_torch(s_labels)
 
     def seg_ce(a, t):
         return jaxops.cross_entropy(a, t, ignore_index=255)

@@ -9,7 +9,7 @@ import numpy as np
 from jax import lax
 
 import jaxops
-from harness import Case, jax_fwd_bwd, jax_impl, torch_fwd, torch_fwd_bwd
+from harness import Case, jax_fwd_bwd, jax_impl, to_torch, torch_fwd, torch_fwd_bwd
 
 
 def _lax_max(x):
@@ -29,7 +29,7 @@ def cases(quick: bool) -> list[Case]:
     avg_shape = (8, 256, 28, 28) if quick else (32, 256, 28, 28)
     xm = rng.standard_normal(max_shape, np.float32)
     xa = rng.standard_normal(avg_shape, np.float32)
-    jm, tm, ja, ta = jnp.asarray(xm), torch.from_numpy(xm), jnp.asarray(xa), torch.from_numpy(xa)
+    jm, tm, ja, ta = jnp.asarray(xm), to_torch(xm), jnp.asarray(xa), to_torch(xa)
 
     def mp(x):
         return jaxops.max_pool2d(x, 3, 2, 1)

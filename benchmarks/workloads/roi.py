@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxops
-from harness import Case, jax_fwd_bwd, jax_impl, torch_fwd, torch_fwd_bwd
+from harness import Case, jax_fwd_bwd, jax_impl, to_torch, torch_fwd, torch_fwd_bwd
 
 
 def inputs(quick: bool):
@@ -38,7 +38,7 @@ def cases(quick: bool) -> list[Case]:
     import torchvision
 
     x, boxes = inputs(quick)
-    tx, tb = torch.from_numpy(x), torch.from_numpy(boxes)
+    tx, tb = to_torch(x), to_torch(boxes)
     jx, jb = jnp.asarray(x), jnp.asarray(boxes)
     refs = {
         "roi_pool": lambda a, b: torchvision.ops.roi_pool(a, b, 7, 1 / 16),

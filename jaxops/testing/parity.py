@@ -7,8 +7,9 @@ cotangent on both sides) are compared leaf by leaf.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -31,14 +32,29 @@ def to_jax(value: Any) -> Any:
     return _map_arrays(jnp.asarray, value)
 
 
+# Where the torch reference runs; benchmarks/gpu_check.py moves it to CUDA.
+_TORCH_DEVICE = "cpu"
+
+
+@contextlib.contextmanager
+def torch_device(device: str) -> Iterator[None]:
+    """Runs the torch references on ``device`` (e.g. ``"cuda"``) within this context."""
+    global _TORCH_DEVICE
+    previous, _TORCH_DEVICE = _TORCH_DEVICE, device
+    try:
+        yield
+    finally:
+        _TORCH_DEVICE = previous
+
+
 def to_torch(value: Any) -> Any:
     """NumPy arrays to torch tensors (bfloat16 via float32, which NumPy interop lacks)."""
     import torch
 
     def convert(a: np.ndarray) -> Any:
         if a.dtype == jnp.bfloat16:
-            return torch.from_numpy(a.astype(np.float32)).to(torch.bfloat16)
-        return torch.from_numpy(np.array(a, copy=True))
+            return torch.from_numpy(a.astype(np.float32)).to(_TORCH_DEVICE, torch.bfloat16)
+        return torch.from_numpy(np.array(a, copy=True)).to(_TORCH_DEVICE)
 
     return _map_arrays(convert, value)
 
