@@ -203,7 +203,8 @@ def batch_norm(
         ``None``).
 
     Raises:
-        ValueError: input rank below 2; training with one value per channel;
+        ValueError: input rank below 2 (except an empty ``(0,)`` input, returned
+            as it is with the statistics, as torch does); training with one value per channel;
             ``eps`` not positive in training (negative in evaluation); missing
             running statistics in evaluation, or only one of them given; a
             statistic, weight or bias whose length is not ``C``.
@@ -230,9 +231,16 @@ def batch_norm(
     op = "batch_norm"
     _utils.check_array(op, "input", input)
     x = jnp.asarray(input)
-    if x.ndim < 2:
+    if x.ndim < 2 and not (x.ndim == 1 and x.size == 0):
         raise _utils.fail(op, f"input must have 2 or more dimensions (N, C, *), got shape {x.shape}")
     _utils.check_floating(op, "input", x)
+    if x.ndim == 1:  # torch returns an empty (0,) input as it is, whatever the statistics
+        stats = []
+        for name, value in (("running_mean", running_mean), ("running_var", running_var)):
+            if value is not None:
+                _utils.check_array(op, name, value)
+            stats.append(None if value is None else jnp.asarray(value))
+        return BatchNormOutput(x, *stats)
     if not isinstance(training, (bool, jnp.bool_)):
         raise _utils.fail(op, f"training must be a bool, got {training!r}", TypeError)
     training = bool(training)
