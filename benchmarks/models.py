@@ -81,11 +81,12 @@ def resnet18_torch(activation: str = "relu", num_classes: int = 10, seed: int = 
     from torch import nn
 
     act = _torch_act(activation)
-    torch.manual_seed(seed)
-    model = torchvision.models.resnet18(num_classes=num_classes)
-    # CIFAR stem: 3x3 stride-1 conv, no max pool; initialised as torchvision inits its convs.
-    model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
-    nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    with torch.random.fork_rng(devices=[]):  # seeded without moving the caller's generator
+        torch.manual_seed(seed)
+        model = torchvision.models.resnet18(num_classes=num_classes)
+        # CIFAR stem: 3x3 stride-1 conv, no max pool; initialised as torchvision inits its convs.
+        model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     model.maxpool = nn.Identity()
     if act is not nn.ReLU:
         for module in list(model.modules()):
@@ -131,8 +132,9 @@ def roi_head_torch(
             )
             return self.cls_score(self.act(self.fc6(r.flatten(1))))
 
-    torch.manual_seed(seed)
-    return RoIHead()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return RoIHead()
 
 
 def params_from_torch(module) -> tuple[Params, Params]:
@@ -393,8 +395,9 @@ def resnet18_result(framework: str, x, labels, activation: str = "silu", dtype=n
     model = resnet18_torch(activation, seed=seed)
     if framework == "torch":
         model = model.to(getattr(torch, np.dtype(dtype).name))
-        tx = torch.from_numpy(np.asarray(x, dtype))
-        loss = torch_step(model, (tx,), torch.from_numpy(labels)).item()
+        device = next(model.parameters()).device
+        tx = torch.from_numpy(np.asarray(x, dtype)).to(device)
+        loss = torch_step(model, (tx,), torch.from_numpy(labels).to(device)).item()
         return StepResult(loss, torch_grads(model, ()), params_from_torch(model)[1])
     params, stats = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params_from_torch(model))
     (loss, new_stats), grads = _jitted("resnet18", framework, activation)(
@@ -411,9 +414,10 @@ def roi_head_result(framework: str, features, boxes, labels, activation: str = "
     model = roi_head_torch(features.shape[1], activation, seed=seed)
     if framework == "torch":
         model = model.to(getattr(torch, np.dtype(dtype).name))
-        tf = torch.from_numpy(np.asarray(features, dtype)).requires_grad_()
-        tb = torch.from_numpy(np.asarray(boxes, dtype))
-        loss = torch_step(model, (tf, tb), torch.from_numpy(labels)).item()
+        device = next(model.parameters()).device
+        tf = torch.from_numpy(np.asarray(features, dtype)).to(device).requires_grad_()
+        tb = torch.from_numpy(np.asarray(boxes, dtype)).to(device)
+        loss = torch_step(model, (tf, tb), torch.from_numpy(labels).to(device)).item()
         return StepResult(loss, torch_grads(model, (tf,), ("features",)), {})
     if framework != "jaxops":
         raise ValueError(f"the RoI head runs in torch or jaxops, not {framework!r}")
