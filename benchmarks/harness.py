@@ -11,6 +11,9 @@
 - torch runs with the same number of threads as XLA's CPU client gets (all
   cores this process may use).
 
+- Memory (cases with ``Case.memory``): :func:`rss_growth`, the peak resident
+  memory one call adds to the process, for every implementation alike.
+
 A workload module (``benchmarks/workloads/<family>.py``) exposes
 ``cases(quick: bool) -> list[Case]``. Build large inputs inside ``Case.make``
 (called just before the case is timed, and released after), not in ``cases``.
@@ -18,8 +21,11 @@ A workload module (``benchmarks/workloads/<family>.py``) exposes
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import dataclasses
 import datetime
+import gc
 import os
 import platform
 import statistics
@@ -33,10 +39,20 @@ import numpy as np
 
 @dataclasses.dataclass
 class Impl:
-    """One way of computing a workload: a ready-to-time callable and its compile time."""
+    """One way of computing a workload: a ready-to-time callable and its compile time.
+
+    Attributes:
+        run: computes the workload once and returns when the result is ready.
+        compile_s: lower + compile time (JAX), 0 for eager torch.
+        info: further facts for the JSON record (XLA's memory analysis, peak memory).
+        reset: optional; drops state the previous ``run`` left behind that the
+            next one replaces (torch's ``.grad``), before memory is measured.
+    """
 
     run: Callable[[], Any]
     compile_s: float = 0.0
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+    reset: Callable[[], None] | None = None
 
 
 @dataclasses.dataclass
@@ -52,6 +68,10 @@ class Case:
             applies, ``"lax"`` (the bare primitive jaxops builds on).
         flops: optional floating-point operation count of one call, for GFLOP/s.
         note: optional remark shown in the JSON results.
+        memory: also measure each implementation's :func:`rss_growth` (one more
+            call each, before the timing).
+        parity: optional check run after the timing (inputs released); returns
+            a JSON-able dict, recorded as the case's ``"parity"``.
     """
 
     op: str
@@ -60,6 +80,8 @@ class Case:
     make: Callable[[], dict[str, Impl]]
     flops: float | None = None
     note: str = ""
+    memory: bool = False
+    parity: Callable[[], dict[str, Any]] | None = None
 
 
 @dataclasses.dataclass
@@ -71,14 +93,16 @@ class Stats:
     max_s: float
     compile_s: float
     reps: int = 0
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, float]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "median_ms": self.median_s * 1e3,
             "min_ms": self.min_s * 1e3,
             "max_ms": self.max_s * 1e3,
             "compile_s": self.compile_s,
             "reps": self.reps,
+            **self.info,
         }
 
 
@@ -189,12 +213,31 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
-def jax_impl(fn: Callable[..., Any], *args: Any) -> Impl:
-    """Compiles ``fn`` for ``args`` (timed separately) and returns the compiled call."""
+def _xla_memory(compiled: Any) -> dict[str, float]:
+    """XLA's buffer assignment for one call: arguments, outputs and peak temporaries, in MiB."""
+    try:
+        m = compiled.memory_analysis()
+        sizes = {"xla_argument_mib": m.argument_size_in_bytes,
+                 "xla_output_mib": m.output_size_in_bytes, "xla_temp_mib": m.temp_size_in_bytes}
+    except Exception:  # not every backend reports it
+        return {}
+    return {k: v / 2**20 for k, v in sizes.items()}
+
+
+def jax_impl(fn: Callable[..., Any], *args: Any, clear_caches: bool = False) -> Impl:
+    """Compiles ``fn`` for ``args`` (timed separately) and returns the compiled call.
+
+    ``clear_caches`` empties JAX's in-memory caches (``jax.clear_caches()``, outside
+    the timer) first, so that the compile time includes tracing every inner jitted
+    function, as a program's first call does, whatever ran before.
+    """
+    if clear_caches:
+        jax.clear_caches()
     start = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - start
-    return Impl(lambda: jax.block_until_ready(compiled(*args)), compile_s)
+    info = {**_xla_memory(compiled), **({"cold_compile": True} if clear_caches else {})}
+    return Impl(lambda: jax.block_until_ready(compiled(*args)), compile_s, info)
 
 
 def _cotangent(shape_dtype: Any, seed: int) -> np.ndarray:
@@ -266,6 +309,52 @@ def torch_fwd_bwd(
     return Impl(run)
 
 
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+RSS_METHOD = (
+    "peak_rss_mib: resident memory one call adds to the process (Linux VmHWM after the call "
+    "minus VmRSS before it; after a warm-up call, malloc_trim(0) and a high-water reset "
+    "through /proc/self/clear_refs; harness.rss_growth)"
+)
+
+
+def rss_growth(impl: Impl) -> int | None:
+    """Peak resident memory one call of ``impl`` adds to the process, in bytes.
+
+    After a warm-up call (and ``impl.reset``), the allocator's free memory is
+    handed back to the kernel (glibc's ``malloc_trim``) and the kernel's
+    high-water mark is reset (``/proc/self/clear_refs``); the result is that mark
+    after one call minus the resident size before it: the call's temporaries and
+    outputs at their peak, as the kernel counts pages, whatever the framework
+    or the malloc settings. Linux only: ``None`` where ``/proc`` cannot do this.
+    """
+    impl.run()
+    if impl.reset is not None:
+        impl.reset()
+    gc.collect()
+    libc = ctypes.util.find_library("c")
+    if libc:
+        trim = getattr(ctypes.CDLL(libc), "malloc_trim", None)
+        if trim is not None:
+            trim(0)
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset VmHWM to the current resident size
+        before = _status_kib("VmRSS")
+        result = impl.run()
+        peak = _status_kib("VmHWM")
+    except (OSError, KeyError):
+        return None
+    del result
+    return (peak - before) * 1024
+
+
 def measure(impls: dict[str, Impl], reps: int = 15, min_time_s: float = 0.0) -> dict[str, Stats]:
     """Interleaved repetitions; each implementation gets at least ``reps`` timed calls after one
     warm-up, and more until ``min_time_s`` of timing has passed."""
@@ -281,6 +370,7 @@ def measure(impls: dict[str, Impl], reps: int = 15, min_time_s: float = 0.0) -> 
             samples[name].append(time.perf_counter() - t0)
         rep += 1
     return {
-        name: Stats(statistics.median(ts), min(ts), max(ts), impls[name].compile_s, len(ts))
+        name: Stats(statistics.median(ts), min(ts), max(ts), impls[name].compile_s, len(ts),
+                    dict(impls[name].info))
         for name, ts in samples.items()
     }

@@ -9,7 +9,10 @@
 Each case is timed three ways where it applies: jaxops (jitted), PyTorch eager
 with the same thread count, and the bare lax primitive jaxops builds on. The
 method is in benchmarks/harness.py: compile time excluded (and reported),
-interleaved repetitions, medians with min-max.
+interleaved repetitions, medians with min-max. End-to-end models
+(workloads/models.py: ``--op resnet18``, ``--op roi_head``) also report peak
+memory per implementation and a parity check against torch, listed under the
+table.
 
 Writes, under --out (default benchmarks/results/), with the stem "bench"
 ("bench-quick" for --quick, so a quick run never overwrites a full one):
@@ -88,6 +91,11 @@ def time_case(case: harness.Case, reps: int, min_time_s: float) -> dict[str, Any
     }
     try:
         impls = case.make()
+        if case.memory:
+            record["memory_method"] = harness.RSS_METHOD
+            for impl in impls.values():
+                grown = harness.rss_growth(impl)
+                impl.info["peak_rss_mib"] = None if grown is None else grown / 2**20
         stats = harness.measure(impls, reps=reps, min_time_s=min_time_s)
         del impls  # release the inputs before the next case
     except NotImplementedError as exc:
@@ -107,11 +115,19 @@ def time_case(case: harness.Case, reps: int, min_time_s: float) -> dict[str, Any
             record["ratio_lax"] = jx.median_s / stats["lax"].median_s
         if case.flops:
             record["jaxops_gflops"] = case.flops / jx.median_s / 1e9
+    if case.parity is not None:
+        try:
+            record["parity"] = case.parity()
+        except Exception as exc:
+            record["parity"] = {"error": f"{type(exc).__name__}: {exc}",
+                                "traceback": traceback.format_exc()}
     return record
 
 
 def failed(record: dict[str, Any]) -> bool:
-    """A crash is a failure; an op that is not implemented yet is only reported."""
+    """A crash (timing or parity) is a failure; an op that is not implemented yet is only reported."""
+    if "error" in (record.get("parity") or {}):
+        return True
     return record["error"] is not None and not record["error"].startswith("not implemented")
 
 
@@ -139,8 +155,19 @@ def ratio_cell(ratio: float | None) -> str:
     return "-" if ratio is None else f"{ratio:.2f}"
 
 
+def memory_cell(record: dict[str, Any]) -> str:
+    """Peak memory growth of one call in MiB, jaxops / torch / lax, where measured."""
+    peaks = [record["impls"].get(impl, {}).get("peak_rss_mib") for impl in IMPLS]
+    if all(p is None for p in peaks):
+        return "-"
+    while peaks[-1] is None:
+        peaks.pop()
+    return " / ".join("-" if p is None else f"{p:.0f}" for p in peaks)
+
+
 def row_cells(record: dict[str, Any]) -> list[str]:
-    """op, workload, mode, jaxops/torch/lax ms as median (min-max), ratios, compile s, GFLOP/s."""
+    """op, workload, mode, jaxops/torch/lax ms as median (min-max), ratios, compile s, GFLOP/s,
+    peak MiB."""
     head = [record["op"], record["workload"], record["mode"]]
     if record["error"]:
         return head + [record["error"]]
@@ -151,16 +178,47 @@ def row_cells(record: dict[str, Any]) -> list[str]:
         ratio_cell(record["ratio_lax"]),
         "-" if jx is None else f"{jx['compile_s']:.2f}",
         f"{record['jaxops_gflops']:.1f}" if "jaxops_gflops" in record else "-",
+        memory_cell(record),
     ]
 
 
 HEADER = [
     "op", "workload", "mode", "jaxops ms", "torch ms", "lax ms", "/torch", "/lax", "compile s",
     "GFLOP/s",  # jaxops' rate, for cases that state their flops
+    "peak MiB",  # memory one call adds, jaxops / torch / lax, for cases that measure it
 ]
-RIGHT = {3, 4, 5, 6, 7, 8, 9}  # numeric columns are right-aligned
+RIGHT = {3, 4, 5, 6, 7, 8, 9, 10}  # numeric columns are right-aligned
 # Widths of the timing columns; a cell is "median (min-max)" in ms.
-WIDTHS = [0, 0, 7, 20, 20, 20, 6, 5, 9, 7]
+WIDTHS = [0, 0, 7, 20, 20, 20, 6, 5, 9, 7, 14]
+
+
+def _err(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1e}"
+
+
+def notes(record: dict[str, Any]) -> list[str]:
+    """Lines shown under the table for a case that has them: the cold compile time
+    (and XLA's temp memory) of each JAX implementation, and the parity check."""
+    name = f"{record['op']} {record['workload']}"
+    out = []
+    cold = {impl: s for impl, s in record["impls"].items() if s.get("cold_compile")}
+    if cold:
+        out.append(
+            f"{name}: compile after jax.clear_caches(): "
+            + ", ".join(f"{impl} {s['compile_s']:.1f} s" for impl, s in cold.items())
+            + "; XLA temp MiB "
+            + ", ".join(f"{impl} {s.get('xla_temp_mib', float('nan')):.0f}"
+                        for impl, s in cold.items())
+        )
+    parity = record.get("parity")
+    if parity and "error" in parity:
+        out.append(f"{name}: parity check failed: {parity['error']}")
+    elif parity:
+        for label, c in parity["results"].items():
+            stats = "" if c.get("stats") is None else f", stats {_err(c['stats'])}"
+            out.append(f"{name}: parity ({parity['setting']}) {label}: loss {_err(c['loss'])}, "
+                       f"grads {_err(c['grads'])} ({c['grads_worst']}){stats}")
+    return out
 
 
 class Table:
@@ -205,7 +263,8 @@ def markdown_table(results: list[dict[str, Any]], machine: dict[str, Any], setti
         + (", `--tuned-malloc`" if machine.get("MALLOC_ARENA_MAX") else "")
         + ". Times in ms, median (min-max) of interleaved repetitions, compile excluded; "
         "`/torch` and `/lax` are jaxops' median over theirs (below 1: jaxops is faster); "
-        "GFLOP/s is jaxops' rate where a case states its flops.",
+        "GFLOP/s is jaxops' rate where a case states its flops; peak MiB is the resident "
+        "memory one call adds (jaxops / torch / lax), where a case measures it.",
         "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "|".join("---:" if k in RIGHT else "---" for k in range(len(HEADER))) + "|",
@@ -216,6 +275,10 @@ def markdown_table(results: list[dict[str, Any]], machine: dict[str, Any], setti
             cells = cells[:3] + [f"({cells[3]})"] + [""] * (len(HEADER) - 4)
         cells[1] = f"`{cells[1]}`"
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    extra = [line for r in results for line in notes(r)]
+    if extra:
+        lines += ["", "Parity: max |ours - reference| / max |reference|, worst leaf named.", ""]
+        lines += [f"- {line}" for line in extra]
     return "\n".join(lines) + "\n"
 
 
@@ -392,6 +455,8 @@ def main(argv: list[str] | None = None) -> int:
             record = time_case(case, reps, min_time)
             results.append(record)
             bar.write(table.line(row_cells(record)), file=sys.stdout)
+            for line in notes(record):
+                bar.write(f"    {line}", file=sys.stdout)
     wall_s = time.perf_counter() - start
 
     settings = {"quick": args.quick, "reps": reps, "min_time_s": min_time, "device": args.device,
