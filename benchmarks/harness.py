@@ -149,6 +149,11 @@ def use_torch_device(device: str) -> None:
     _TORCH_DEVICE = device
 
 
+def torch_device() -> str:
+    """The device the torch implementations run on (see :func:`use_torch_device`)."""
+    return _TORCH_DEVICE
+
+
 def to_torch(a: Any) -> Any:
     """A NumPy array as a torch tensor on the benchmark's torch device."""
     import torch

@@ -184,6 +184,15 @@ def torch_grads(model, inputs: tuple, names: tuple[str, ...] = ()) -> dict[str, 
 # ---------------------------------------------------------------- ResNet-18 in JAX
 
 
+# float32-exact contractions (torch on CPU, or on CUDA with TF32 off); XLA:CPU ignores it.
+HIGHEST = lax.Precision.HIGHEST
+
+
+def _linear(x, w, b):
+    """``nn.Linear``: ``x @ w.T + b``."""
+    return jnp.matmul(x, w.T, precision=HIGHEST) + b
+
+
 class _Ops(NamedTuple):
     """The layers a flavour builds the network from."""
 
@@ -211,7 +220,7 @@ JAXOPS = _Ops(
 
 def _lax_conv(x, w, s, p):
     return lax.conv_general_dilated(
-        x, w, (s, s), [(p, p)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW")
+        x, w, (s, s), [(p, p)] * 2, dimension_numbers=("NCHW", "OIHW", "NCHW"), precision=HIGHEST
     )
 
 
@@ -270,7 +279,7 @@ def _resnet18(ops: _Ops, params: Mapping, stats: Mapping, x, activation: str):
             h = act(out + h)
             block += 1
         stage += 1
-    logits = ops.global_pool(h) @ params["fc.weight"].T + params["fc.bias"]
+    logits = _linear(ops.global_pool(h), params["fc.weight"], params["fc.bias"])
     return logits, new_stats
 
 
@@ -336,8 +345,8 @@ def roi_head_jaxops(params: Mapping, features, boxes, activation: str = "relu"):
         activation: ``"relu"`` or ``"silu"``.
     """
     r = jaxops.roi_align(features, boxes, ROI_OUTPUT, ROI_SCALE, ROI_SAMPLING, aligned=True)
-    h = _act(activation)(jaxops.flatten(r, 1) @ params["fc6.weight"].T + params["fc6.bias"])
-    return h @ params["cls_score.weight"].T + params["cls_score.bias"]
+    h = _act(activation)(_linear(jaxops.flatten(r, 1), params["fc6.weight"], params["fc6.bias"]))
+    return _linear(h, params["cls_score.weight"], params["cls_score.bias"])
 
 
 def roi_head_step(activation: str = "relu") -> Callable:

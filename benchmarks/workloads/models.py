@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import models
 import numpy as np
-from harness import Case, Impl, jax_impl
+from harness import Case, Impl, jax_impl, to_torch, torch_device, torch_sync
 
 from workloads import roi
 
@@ -51,7 +51,9 @@ def _torch_impl(model, inputs: tuple, target) -> Impl:
                 t.grad = None
 
     def run():
-        return models.torch_step(model, inputs, target)
+        loss = models.torch_step(model, inputs, target)
+        torch_sync()
+        return loss
 
     run()  # warm-up (allocator, lazy init)
     return Impl(run, reset=reset)
@@ -80,15 +82,14 @@ def _resnet18_case(quick: bool) -> Case:
     batch, size = (4, 16) if quick else (32, 32)
 
     def make():
-        import torch
-
         x, y = models.resnet18_inputs(batch, size)
         model = models.resnet18_torch("relu")
         params, stats = jax.tree_util.tree_map(jnp.asarray, models.params_from_torch(model))
+        model = model.to(torch_device())
         args = (params, stats, jnp.asarray(x), jnp.asarray(y))
         return {
             "jaxops": jax_impl(models.resnet18_step("jaxops"), *args, clear_caches=True),
-            "torch": _torch_impl(model, (torch.from_numpy(x),), torch.from_numpy(y)),
+            "torch": _torch_impl(model, (to_torch(x),), to_torch(y)),
             "lax": jax_impl(models.resnet18_step("lax"), *args, clear_caches=True),
         }
 
@@ -107,18 +108,17 @@ def _resnet18_case(quick: bool) -> Case:
 
 def _roi_head_case(quick: bool) -> Case:
     def make():
-        import torch
-
         features, boxes = roi.inputs(quick)
         labels = models.roi_labels(len(boxes))
         model = models.roi_head_torch(features.shape[1], "relu")
         params = {k: jnp.asarray(v) for k, v in models.params_from_torch(model)[0].items()}
+        model = model.to(torch_device())
         step = models.roi_head_step("relu")
         args = (params, jnp.asarray(features), jnp.asarray(boxes), jnp.asarray(labels))
-        inputs = (torch.from_numpy(features).requires_grad_(), torch.from_numpy(boxes))
+        inputs = (to_torch(features).requires_grad_(), to_torch(boxes))
         return {
             "jaxops": jax_impl(step, *args, clear_caches=True),
-            "torch": _torch_impl(model, inputs, torch.from_numpy(labels)),
+            "torch": _torch_impl(model, inputs, to_torch(labels)),
         }
 
     def parity():
