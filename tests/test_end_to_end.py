@@ -33,18 +33,20 @@ MOMENTUM, EPS = 0.1, 1e-5
 # Rounding bound. A sum of n terms computed in any order, blocking, SIMD width, with or
 # without FMA, is within gamma_n ~ n*u of the exact sum, relative to the sum of the
 # terms' magnitudes (u = eps/2, the unit roundoff). Both frameworks are within that of
-# the exact value, so of each other within 2*n*u; n*u is taken for the longest
-# reduction, the MSE mean over BATCH*3*8*8 = 3072 terms (the batch statistics and the
-# convolution's weight gradient sum BATCH*8*8 = 1024). It does not depend on which
-# kernels the CPU gets. Observed differences are a few u (rounding errors of both
-# signs cancel), 250x to 4000x below it in float32 and float64.
+# the exact value, so of each other within 2*n*u, with n the longest reduction: the MSE
+# mean over BATCH*3*8*8 = 3072 terms (the batch statistics and the convolution's weight
+# gradient sum BATCH*8*8 = 1024). It is the worst case of one sum, applied to a short
+# chain of them, and nothing in it depends on which kernels the CPU gets. Observed
+# differences are a few u (rounding errors of both signs cancel), 500x to 9000x below it
+# in float32 and float64.
 N_MAX = BATCH * 3 * 8 * 8
 # Gradients whose path to the loss avoids max_pool2d's backward: continuous in the weights.
 AFTER_POOL = ("fc_w", "fc_b", "dec_w", "dec_b")
 
 
 def _bound(dtype) -> float:
-    return N_MAX * float(np.finfo(dtype).eps) / 2
+    unit_roundoff = float(np.finfo(dtype).eps) / 2
+    return 2 * N_MAX * unit_roundoff
 
 
 def _init(dtype):
