@@ -172,5 +172,7 @@ def test_cnn_trains_like_torch(dtype):
     assert all(np.isfinite(losses)), losses
     assert losses[-1] < losses[0], f"jaxops did not train: {losses}"
     # A flip needs two of a window's values within rounding (~1e-7 relative in float32)
-    # among 1024 windows per step: rare. Most steps must compare every gradient.
+    # among 1024 windows per step: rare (none in 20 steps on the CPUs tried, nor with the
+    # two frameworks' forward differences scaled up 1000x). Most steps must compare every
+    # gradient.
     assert len(flips) <= STEPS // 10, f"max-pool indices differ from torch's at steps {flips}"
