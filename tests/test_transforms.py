@@ -242,8 +242,15 @@ def test_hessian_vector_product_matches_finite_differences(info, sample, request
 
 
 @pytest.mark.parametrize("info,sample", small_cases("remat", per_op=4))
-def test_checkpoint_gives_identical_gradients(info, sample):
-    """``jax.checkpoint`` recomputes the forward pass in the backward pass: same gradients, bit for bit."""
+def test_checkpoint_gradients_match_plain_vjp(info, sample):
+    """``jax.checkpoint`` recomputes the forward pass in the backward pass: the same gradients, to rounding.
+
+    Not bit for bit: the recomputation and the backward pass it feeds are other XLA
+    programs than the plain VJP's (other fusions, FMA contraction where the CPU has FMA,
+    other vector widths), so their rounding may differ from one CPU to the next. A
+    broken rematerialisation (wrong residuals, stale values) is off by far more than
+    the op's gradient tolerance.
+    """
     refs = info.grad_refs(sample)
     f = _bound(info, sample, refs)
     primals = [parity.to_jax(sample.get(r)) for r in refs]
@@ -256,8 +263,8 @@ def test_checkpoint_gives_identical_gradients(info, sample):
         out,
     )
     plain = jax.vjp(f, *primals)[1](cot)
+    tol = _grad_tol(info, sample)
     remat = jax.vjp(jax.checkpoint(f), *primals)[1](cot)
-    _assert_trees_close(remat, plain, Tol(0.0, 0.0), "checkpoint")
-    # Under jit, XLA may fuse the recomputation differently: equal to rounding.
+    _assert_trees_close(remat, plain, tol, "checkpoint")
     remat_jit = jax.jit(lambda *p: jax.vjp(jax.checkpoint(f), *p)[1](cot))(*primals)
-    _assert_trees_close(remat_jit, plain, _grad_tol(info, sample), "jit(checkpoint)")
+    _assert_trees_close(remat_jit, plain, tol, "jit(checkpoint)")
