@@ -87,11 +87,18 @@ def _check_input(op: str, input: Any, integer_ok: bool = True) -> jax.Array:
     return x
 
 
-def _stride(op: str, stride: Any, kernel: tuple[int, int]) -> tuple[int, int]:
+def _window_args(
+    op: str, kernel_size: Any, stride: Any, padding: Any
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """``kernel_size``, ``stride`` (``None`` or ``()``: the kernel) and ``padding`` as pairs, checked."""
+    kernel = _utils.as_tuple(op, "kernel_size", kernel_size)
+    _utils.check_positive(op, "kernel_size", kernel)
     empty = isinstance(stride, Sequence) and not isinstance(stride, str) and len(stride) == 0
-    if stride is None or empty:
-        return kernel
-    return _utils.as_tuple(op, "stride", stride)
+    stride_ = kernel if stride is None or empty else _utils.as_tuple(op, "stride", stride)
+    _utils.check_positive(op, "stride", stride_)
+    pad = _utils.as_tuple(op, "padding", padding)
+    _utils.check_nonnegative(op, "padding", pad)
+    return kernel, stride_, pad  # type: ignore[return-value]
 
 
 def _pool_config(
@@ -103,12 +110,7 @@ def _pool_config(
     dilation: Any,
     ceil_mode: Any,
 ) -> _Pool:
-    kernel = _utils.as_tuple(op, "kernel_size", kernel_size)
-    _utils.check_positive(op, "kernel_size", kernel)
-    stride_ = _stride(op, stride, kernel)
-    _utils.check_positive(op, "stride", stride_)
-    pad = _utils.as_tuple(op, "padding", padding)
-    _utils.check_nonnegative(op, "padding", pad)
+    kernel, stride_, pad = _window_args(op, kernel_size, stride, padding)
     dil = _utils.as_tuple(op, "dilation", dilation)
     _utils.check_positive(op, "dilation", dil)
     if any(p > k // 2 for p, k in zip(pad, kernel)):
@@ -125,10 +127,6 @@ def _pool_config(
             f"kernel_size={kernel}, stride={stride_}, padding={pad}, dilation={dil}",
         )
     return _Pool(in_hw, kernel, stride_, pad, dil, out_hw)  # type: ignore[arg-type]
-
-
-def _batched(x: jax.Array) -> tuple[jax.Array, bool]:
-    return (x, False) if x.ndim == 4 else (x[None], True)
 
 
 def _lowest(dtype: Any) -> Any:
@@ -366,7 +364,7 @@ def max_pool2d(
     op = "max_pool2d"
     x = _check_input(op, input)
     cfg = _pool_config(op, x, kernel_size, stride, padding, dilation, ceil_mode)
-    x4, unbatched = _batched(x)
+    x4, unbatched = _utils.batched(x)
     out = _max_pool2d(x4, cfg, bool(return_indices))
     if unbatched:
         return tuple(o[0] for o in out) if return_indices else out[0]
@@ -420,10 +418,35 @@ def _max_unpool2d(x: jax.Array, indices: jax.Array, out_hw: tuple[int, int]) -> 
     return out.reshape((n, c) + out_hw)
 
 
-def _unpool_output_size(
-    op: str, in_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
-    pad: tuple[int, int], output_size: Any,
+def _check_indices(op: str, indices: Any, shape: tuple[int, ...]) -> jax.Array:
+    _utils.check_array(op, "indices", indices)
+    idx = jnp.asarray(indices)
+    if not jnp.issubdtype(idx.dtype, jnp.integer):
+        raise _utils.fail(op, f"indices must have an integer dtype, got {idx.dtype}", TypeError)
+    if idx.shape != shape:
+        raise _utils.fail(op, f"indices shape {idx.shape} must equal input shape {shape}")
+    return idx
+
+
+def _check_indices_in_range(op: str, idx: jax.Array, out_hw: tuple[int, int]) -> None:
+    """Data-dependent: raises only under :func:`jaxops.checked` (see the Note of max_unpool2d)."""
+    size = out_hw[0] * out_hw[1]
+    if size > 0 and idx.size > 0:
+        valid = (idx >= 0) & (idx < size)
+        first_bad = jnp.ravel(idx)[jnp.argmin(jnp.ravel(valid))]
+        _checks.data_check(
+            jnp.all(valid), op,
+            f"index {{index}} is out of range for output planes of size {out_hw[0]}x{out_hw[1]}",
+            index=first_bad,
+        )
+
+
+def _unpool_config(
+    op: str, x: jax.Array, kernel_size: Any, stride: Any, padding: Any, output_size: Any
 ) -> tuple[int, int]:
+    """The output's spatial size: the default, or ``output_size`` checked against it."""
+    kernel, stride, pad = _window_args(op, kernel_size, stride, padding)
+    in_hw = (int(x.shape[-2]), int(x.shape[-1]))
     default = tuple((n - 1) * s + k - 2 * p for n, k, s, p in zip(in_hw, kernel, stride, pad))
     if output_size is None:
         size = default
@@ -510,31 +533,11 @@ def max_unpool2d(
     """
     op = "max_unpool2d"
     x = _check_input(op, input, integer_ok=False)
-    _utils.check_array(op, "indices", indices)
-    idx = jnp.asarray(indices)
-    if not jnp.issubdtype(idx.dtype, jnp.integer):
-        raise _utils.fail(op, f"indices must have an integer dtype, got {idx.dtype}", TypeError)
-    if idx.shape != x.shape:
-        raise _utils.fail(op, f"indices shape {idx.shape} must equal input shape {x.shape}")
-    kernel = _utils.as_tuple(op, "kernel_size", kernel_size)
-    _utils.check_positive(op, "kernel_size", kernel)
-    stride_ = _stride(op, stride, kernel)
-    _utils.check_positive(op, "stride", stride_)
-    pad = _utils.as_tuple(op, "padding", padding)
-    _utils.check_nonnegative(op, "padding", pad)
-    in_hw = (int(x.shape[-2]), int(x.shape[-1]))
-    out_hw = _unpool_output_size(op, in_hw, kernel, stride_, pad, output_size)
-    size = out_hw[0] * out_hw[1]
-    if size > 0 and idx.size > 0:
-        valid = (idx >= 0) & (idx < size)
-        first_bad = jnp.ravel(idx)[jnp.argmin(jnp.ravel(valid))]
-        _checks.data_check(
-            jnp.all(valid), op,
-            f"index {{index}} is out of range for output planes of size {out_hw[0]}x{out_hw[1]}",
-            index=first_bad,
-        )
-    x4, unbatched = _batched(x)
-    idx4 = idx if not unbatched else idx[None]
+    idx = _check_indices(op, indices, x.shape)
+    out_hw = _unpool_config(op, x, kernel_size, stride, padding, output_size)
+    _check_indices_in_range(op, idx, out_hw)
+    x4, unbatched = _utils.batched(x)
+    idx4, _ = _utils.batched(idx)
     out = _max_unpool2d(x4, idx4, out_hw)
     return out[0] if unbatched else out
 
@@ -635,6 +638,6 @@ def avg_pool2d(
         divisor_override = _utils.as_int(op, "divisor_override", divisor_override)
         if divisor_override == 0:
             raise _utils.fail(op, "divisor_override (=0) must not be zero")
-    x4, unbatched = _batched(x)
+    x4, unbatched = _utils.batched(x)
     out = _avg_pool2d(x4, cfg, bool(count_include_pad), divisor_override)
     return out[0] if unbatched else out
