@@ -1,16 +1,17 @@
 """Pooling: :func:`max_pool2d` (with indices), :func:`max_unpool2d` and :func:`avg_pool2d`.
 
+The window rules every formulation follows are stated once, in :class:`_Pool`:
+torch's first in-bounds element (:meth:`_Pool.first_tap`) and sequential rule
+(:meth:`_Pool.replaces`: a value replaces the running maximum if it is greater
+or NaN; the first maximum wins ties, the last NaN wins, padding never wins).
+
 Constructions (chosen by measurement on XLA:CPU, see ``benchmarks/workloads/pooling.py``):
 
 - ``max_pool2d`` values come from ``lax.reduce_window`` (max). Its gradient is
-  not XLA's ``select_and_scatter`` (a scalar loop, no window dilation, NaN
-  windows routed elsewhere than torch) but a ``jax.custom_jvp`` whose tangent
-  is a gather of the input tangent at torch's argmax; reverse mode is that
-  gather's transpose, a scatter-add, exactly torch's backward.
-- The argmax is found by a separable scan (rows, then columns of rows) over
-  strided slices, which reproduces torch's sequential rule: a value replaces
-  the running maximum if it is greater or NaN (first maximum wins ties, the
-  last NaN wins), starting from the first in-bounds element.
+  not XLA's ``select_and_scatter`` but a ``jax.custom_jvp`` whose tangent is a
+  gather of the input tangent at torch's argmax; reverse mode is that gather's
+  transpose, a scatter-add, exactly torch's backward
+  (:mod:`jaxops._cpu.pooling`).
 - ``avg_pool2d`` is a ``lax.reduce_window`` sum divided by a divisor array that
   depends only on shapes and arguments, so it is built with NumPy at trace time.
 - ``max_unpool2d`` scatters each value to its index; its tangent is a
@@ -31,13 +32,19 @@ from jax import lax
 from jax.typing import ArrayLike
 
 from jaxops import _checks, _utils
+from jaxops._cpu import pooling as _cpu
 
-# ------------------------------------------------------------------ arguments
+# ------------------------------------------------------------------ the window and its rules
 
 
 @dataclasses.dataclass(frozen=True)
 class _Pool:
-    """A validated 2-d pooling configuration: every field static and hashable."""
+    """A validated 2-d pooling window and torch's rules for it: every field static and hashable.
+
+    Axis 0 is H and axis 1 is W. Tap ``a`` of output position ``i`` along an
+    axis is input position ``i * stride - padding + a * dilation``, and
+    ``padded`` arrays hold it at ``i * stride + a * dilation``.
+    """
 
     in_hw: tuple[int, int]
     kernel: tuple[int, int]
@@ -45,6 +52,36 @@ class _Pool:
     padding: tuple[int, int]
     dilation: tuple[int, int]
     out_hw: tuple[int, int]
+
+    @staticmethod
+    def lowest(dtype: Any) -> Any:
+        """The implicit padding and the running maximum's start: never selected."""
+        if jnp.issubdtype(dtype, jnp.floating):
+            return -np.inf
+        return jnp.iinfo(dtype).min
+
+    @staticmethod
+    def replaces(v: jax.Array, best: jax.Array) -> jax.Array:
+        """torch's sequential rule: ``v`` replaces the running maximum if greater, or NaN."""
+        if jnp.issubdtype(v.dtype, jnp.floating):
+            return (v > best) | jnp.isnan(v)
+        return v > best
+
+    def first_tap(self, axis: int) -> np.ndarray:
+        """Per output position, the tap of torch's first in-bounds element (its start).
+
+        With dilation a window can lie entirely in the padding; torch then still
+        starts from this element, past the window (a tap ``>= kernel``) or past
+        the input.
+        """
+        start = np.arange(self.out_hw[axis]) * self.stride[axis] - self.padding[axis]
+        d = self.dilation[axis]
+        return np.where(start < 0, (-start + d - 1) // d, 0)
+
+    def first_in_bounds(self, axis: int) -> np.ndarray:
+        """Per output position, the input position torch's window loop starts at."""
+        start = np.arange(self.out_hw[axis]) * self.stride[axis] - self.padding[axis]
+        return start + self.first_tap(axis) * self.dilation[axis]
 
     def pad_hi(self, axis: int) -> int:
         """Padding after the input so that the last window ends exactly at the padded edge.
@@ -54,6 +91,26 @@ class _Pool:
         """
         k, s, d = self.kernel[axis], self.stride[axis], self.dilation[axis]
         return (self.out_hw[axis] - 1) * s + (k - 1) * d + 1 - self.in_hw[axis] - self.padding[axis]
+
+    def padded(self, x: jax.Array, value: Any) -> jax.Array:
+        """``x`` padded (or cropped) on H and W with ``value`` so that the windows tile ``out_hw``."""
+        (ph, pw), hi_h, hi_w = self.padding, self.pad_hi(0), self.pad_hi(1)
+        config = ((0, 0, 0), (0, 0, 0), (ph, hi_h, 0), (pw, hi_w, 0))
+        return lax.pad(x, jnp.array(value, x.dtype), config)
+
+    def window_padding(self, x: jax.Array) -> tuple[jax.Array, tuple]:
+        """``x`` and the padding for ``reduce_window`` so that the windows tile exactly ``out_hw``.
+
+        The padding goes to ``reduce_window`` itself (an explicit pad costs a pass over
+        the input, forward and backward); only a negative high side (the last window
+        ending before the input does) is cropped first.
+        """
+        hi_h, hi_w = self.pad_hi(0), self.pad_hi(1)
+        xs = x[:, :, : x.shape[2] + min(hi_h, 0), : x.shape[3] + min(hi_w, 0)]
+        return xs, ((0, 0), (0, 0), (self.padding[0], max(hi_h, 0)), (self.padding[1], max(hi_w, 0)))
+
+
+# ------------------------------------------------------------------ arguments
 
 
 def _out_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
@@ -129,146 +186,20 @@ def _pool_config(
     return _Pool(in_hw, kernel, stride_, pad, dil, out_hw)  # type: ignore[arg-type]
 
 
-def _lowest(dtype: Any) -> Any:
-    if jnp.issubdtype(dtype, jnp.floating):
-        return -np.inf
-    return jnp.iinfo(dtype).min
-
-
 def _index_dtype() -> Any:
     """int64 as torch, where JAX has it (``jax_enable_x64``); int32 otherwise."""
     return jax.dtypes.canonicalize_dtype(np.int64)
-
-
-def _pad_to_windows(x: jax.Array, cfg: _Pool, value: Any) -> jax.Array:
-    """Pads (or crops) H and W so that the windows tile exactly ``out_hw``."""
-    (ph, pw), hi_h, hi_w = cfg.padding, cfg.pad_hi(0), cfg.pad_hi(1)
-    config = ((0, 0, 0), (0, 0, 0), (ph, hi_h, 0), (pw, hi_w, 0))
-    return lax.pad(x, jnp.array(value, x.dtype), config)
-
-
-def _window_padding(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, tuple]:
-    """``x`` and the padding for ``reduce_window`` so that the windows tile exactly ``out_hw``.
-
-    The padding goes to ``reduce_window`` itself (an explicit pad costs a pass over
-    the input, forward and backward); only a negative high side (the last window
-    ending before the input does) is cropped first.
-    """
-    hi_h, hi_w = cfg.pad_hi(0), cfg.pad_hi(1)
-    xs = x[:, :, : x.shape[2] + min(hi_h, 0), : x.shape[3] + min(hi_w, 0)]
-    return xs, ((0, 0), (0, 0), (cfg.padding[0], max(hi_h, 0)), (cfg.padding[1], max(hi_w, 0)))
 
 
 # ------------------------------------------------------------------ max_pool2d
 
 
 def _reduce_window_max(x: jax.Array, cfg: _Pool) -> jax.Array:
-    xs, pads = _window_padding(x, cfg)
+    xs, pads = cfg.window_padding(x)
     return lax.reduce_window(
-        xs, np.array(_lowest(x.dtype), x.dtype), lax.max,
+        xs, np.array(cfg.lowest(x.dtype), x.dtype), lax.max,
         (1, 1) + cfg.kernel, (1, 1) + cfg.stride, pads, window_dilation=(1, 1) + cfg.dilation,
     )
-
-
-def _first_in_bounds(out: int, s: int, p: int, d: int) -> np.ndarray:
-    """Per output position, the first window element at or after 0, as torch's loop finds it.
-
-    With dilation a window can lie entirely in the padding; torch then still starts
-    from this (out-of-range) element, and so do we.
-    """
-    start = np.arange(out) * s - p
-    return np.where(start < 0, start + (-start + d - 1) // d * d, start)
-
-
-def _argmax_scan(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
-    """Window maxima and torch's flat argmax ``h * W + w`` per window.
-
-    Each step keeps the running value unless the candidate is greater or NaN,
-    which is torch's sequential rule in row-major window order (the first
-    maximum wins ties, the last NaN wins, padding never wins; the start is the
-    first in-bounds element). Small windows visit their kh * kw strided views
-    in one fused loop; larger ones go separably (kw + kh steps): along W on
-    every padded row, then along H over the row results, which selects the
-    same element.
-    """
-    kh, kw = cfg.kernel
-    if kh * kw <= kh + kw + 4:  # up to 3x3: one fused pass measured faster
-        return _argmax_window(x, cfg)
-    return _argmax_separable(x, cfg)
-
-
-def _wins(v: jax.Array, best: jax.Array) -> jax.Array:
-    if jnp.issubdtype(v.dtype, jnp.floating):
-        return (v > best) | jnp.isnan(v)
-    return v > best
-
-
-def _argmax_window(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
-    (kh, kw), (sh, sw), (dh, dw) = cfg.kernel, cfg.stride, cfg.dilation
-    (oh, ow), (_, w_in), (ph, pw) = cfg.out_hw, cfg.in_hw, cfg.padding
-    n, c = x.shape[:2]
-    low = jnp.array(_lowest(x.dtype), x.dtype)
-    xp = _pad_to_windows(x, cfg, low)
-    row0, col0 = _first_in_bounds(oh, sh, ph, dh), _first_in_bounds(ow, sw, pw, dw)
-    best = jnp.full((n, c, oh, ow), low)
-    start = jnp.asarray(row0[:, None] * w_in + col0[None, :], jnp.int32)
-    flat = jnp.broadcast_to(start, (n, c, oh, ow))
-    base = (np.arange(oh) * sh - ph)[:, None] * w_in + (np.arange(ow) * sw - pw)[None, :]
-    for i in range(kh):
-        for j in range(kw):
-            lo = (0, 0, i * dh, j * dw)
-            hi = (n, c, i * dh + (oh - 1) * sh + 1, j * dw + (ow - 1) * sw + 1)
-            v = lax.slice(xp, lo, hi, (1, 1, sh, sw))
-            take = _wins(v, best)
-            best = jnp.where(take, v, best)
-            flat = jnp.where(take, jnp.asarray(base + i * dh * w_in + j * dw, jnp.int32), flat)
-    return best, flat
-
-
-def _argmax_separable(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
-    (kh, kw), (sh, sw), (dh, dw) = cfg.kernel, cfg.stride, cfg.dilation
-    (oh, ow), (_, w_in) = cfg.out_hw, cfg.in_hw
-    n, c = x.shape[:2]
-    low = jnp.array(_lowest(x.dtype), x.dtype)
-    xp = _pad_to_windows(x, cfg, low)
-    hp = xp.shape[2]
-    idx_t = jnp.int32
-    wins = _wins
-
-    # Along W: per padded row, the best column of each window (an input column index).
-    col0 = _first_in_bounds(ow, sw, cfg.padding[1], dw)
-    row_best = jnp.full((n, c, hp, ow), low)
-    row_col = jnp.broadcast_to(jnp.asarray(col0, idx_t), (n, c, hp, ow))
-    ow_start = np.arange(ow) * sw - cfg.padding[1]
-    for j in range(kw):
-        v = lax.slice(xp, (0, 0, 0, j * dw), (n, c, hp, j * dw + (ow - 1) * sw + 1), (1, 1, 1, sw))
-        take = wins(v, row_best)
-        row_best = jnp.where(take, v, row_best)
-        row_col = jnp.where(take, jnp.asarray(ow_start + j * dw, idx_t), row_col)
-
-    # Along H: the best row of each window; the flat index combines row and column.
-    row0 = _first_in_bounds(oh, sh, cfg.padding[0], dh)
-    best = jnp.full((n, c, oh, ow), low)
-    start = jnp.asarray(row0[:, None] * w_in + col0[None, :], idx_t)
-    flat = jnp.broadcast_to(start, (n, c, oh, ow))
-    oh_start = np.arange(oh) * sh - cfg.padding[0]
-    for i in range(kh):
-        lo, hi = (0, 0, i * dh, 0), (n, c, i * dh + (oh - 1) * sh + 1, ow)
-        v = lax.slice(row_best, lo, hi, (1, 1, sh, 1))
-        col = lax.slice(row_col, lo, hi, (1, 1, sh, 1))
-        take = wins(v, best)
-        best = jnp.where(take, v, best)
-        flat = jnp.where(take, jnp.asarray((oh_start + i * dh)[:, None] * w_in, idx_t) + col, flat)
-    return best, flat
-
-
-def _gather_planes(t: jax.Array, flat: jax.Array) -> jax.Array:
-    """``t[n, c].ravel()[flat[n, c]]`` per plane; out-of-range indices read 0."""
-    n, c, h, w = t.shape
-    planes = t.reshape(n * c, h * w)
-    got = jnp.take_along_axis(planes, flat.reshape(n * c, flat.shape[2] * flat.shape[3]), axis=1,
-                              mode="fill", fill_value=0)
-    return got.reshape(flat.shape)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -279,20 +210,19 @@ def _max_values(x: jax.Array, cfg: _Pool) -> jax.Array:
 @_max_values.defjvp
 def _max_values_jvp(cfg: _Pool, primals: tuple, tangents: tuple) -> tuple:
     (x,), (t,) = primals, tangents
-    best, flat = _argmax_scan(x, cfg)
-    return best, _gather_planes(t, flat)
+    return _cpu.max_jvp(cfg, x, t)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _max_with_indices(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
-    return _argmax_scan(x, cfg)
+    return _cpu.argmax(cfg, x)
 
 
 @_max_with_indices.defjvp
 def _max_with_indices_jvp(cfg: _Pool, primals: tuple, tangents: tuple) -> tuple:
     (x,), (t,) = primals, tangents
-    best, flat = _argmax_scan(x, cfg)
-    return (best, flat), (_gather_planes(t, flat), np.zeros(flat.shape, jax.dtypes.float0))
+    best, flat, dt = _cpu.argmax_jvp(cfg, x, t)
+    return (best, flat), (dt, np.zeros(flat.shape, jax.dtypes.float0))
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "return_indices"))
@@ -323,7 +253,10 @@ def max_pool2d(
     never selected. Ties go to the first element in row-major window order; a
     NaN propagates, and among several NaNs the last one is selected, exactly as
     torch's CPU kernel does. The gradient flows to that one element (ties are
-    not split; a NaN window sends it to the NaN), for dilated windows too.
+    not split; a NaN window sends it to the NaN), for dilated windows too; an
+    element selected by several windows receives their cotangents summed in
+    torch's order, so gradients equal torch's bit for bit. On GPU and TPU the
+    gradient has no scatter (it is a sum of strided pads) and is deterministic.
 
     Args:
         input: (N, C, H, W) or unbatched (C, H, W) array, floating or integer; N may be 0.
@@ -567,7 +500,7 @@ def _avg_pool2d(
     divisor = _avg_divisor(cfg, count_include_pad, divisor_override)
     floating = jnp.issubdtype(x.dtype, jnp.floating)
     acc = jnp.promote_types(x.dtype, jnp.float32) if floating else x.dtype
-    xs, pads = _window_padding(x.astype(acc), cfg)
+    xs, pads = cfg.window_padding(x.astype(acc))
     # A NumPy init value lets lax recognise the sum monoid, which is differentiable.
     total = lax.reduce_window(
         xs, np.array(0, acc), lax.add, (1, 1) + cfg.kernel, (1, 1) + cfg.stride, pads
