@@ -1,27 +1,55 @@
 """Pooling: :func:`max_pool2d` (with indices), :func:`max_unpool2d` and :func:`avg_pool2d`.
 
-The window rules every formulation follows are stated once, in :class:`_Pool`:
-torch's first in-bounds element (:meth:`_Pool.first_tap`) and sequential rule
-(:meth:`_Pool.replaces`: a value replaces the running maximum if it is greater
-or NaN; the first maximum wins ties, the last NaN wins, padding never wins).
+The semantics, stated once (torch's CPU kernels), in :class:`_Pool` and the
+functions next to it:
 
-Constructions (chosen by measurement on XLA:CPU, see ``benchmarks/workloads/pooling.py``):
+- ``max_pool2d`` visits each window in row-major order from its first
+  in-bounds element (:meth:`_Pool.first_tap`); a value replaces the running
+  maximum if it is greater or NaN (:meth:`_Pool.replaces`: the first maximum
+  wins ties, the last NaN wins) and the implicit padding never does. The
+  derivative sends each window's cotangent to that one element; an element
+  chosen by several windows receives the sum of their cotangents, added in
+  row-major window order as torch's backward adds them. A dilated window lying
+  entirely in the padding gives ``-inf`` (the dtype's minimum for integers),
+  torch's out-of-range starting index, and no gradient.
+- ``avg_pool2d`` divides a window sum by a divisor that depends only on shapes
+  and arguments (built with NumPy at trace time).
+- ``max_unpool2d`` writes each value at its index (the last of repeated indices
+  wins); its gradient gathers the cotangent at the indices.
 
-- ``max_pool2d`` values come from ``lax.reduce_window`` (max). Its gradient is
-  not XLA's ``select_and_scatter`` but a ``jax.custom_jvp`` whose tangent is a
-  gather of the input tangent at torch's argmax; reverse mode is that gather's
-  transpose, a scatter-add, exactly torch's backward
-  (:mod:`jaxops._cpu.pooling`).
-- ``avg_pool2d`` is a ``lax.reduce_window`` sum divided by a divisor array that
-  depends only on shapes and arguments, so it is built with NumPy at trace time.
-- ``max_unpool2d`` scatters each value to its index; its tangent is a
-  scatter-add, whose transpose is the gather torch uses as the backward.
+How XLA computes it is chosen per backend (:mod:`jaxops._platform`) only where
+the fastest construction differs:
+
+- ``max_pool2d`` values without derivatives: ``lax.reduce_window`` (max) on
+  every backend.
+- ``max_pool2d``'s derivative and ``return_indices`` (a ``jax.custom_jvp``, so
+  ``jvp``, ``jacfwd`` and Hessians work):
+
+  - **portable** (GPU, TPU, and any backend but CPU): the winning *tap*
+    ``(a, b)`` of each window from a scan over its strided views; the tangent
+    is the tap's strided view of the padded tangent, selected by one mask per
+    tap. That is linear in the tangent, and its transpose, reverse mode, is a
+    sum of strided pads (``lax.pad`` with interior padding) of the masked
+    cotangent: no scatter, deterministic, and added in torch's order. Large
+    kernels go separably, rows then columns, where that is exact
+    (:func:`_separable`).
+  - **cpu**: the flat argmax and a gather of the tangent, so reverse mode is a
+    scatter-add, one sequential loop on XLA:CPU (:mod:`jaxops._cpu.pooling`).
+
+  Both formulations select the same element and add the same cotangents in
+  the same order: their results are identical, bit for bit.
+- ``avg_pool2d`` is a ``lax.reduce_window`` sum on every backend; its gradient
+  is JAX's (a padded ``reduce_window``: no scatter).
+- ``max_unpool2d``'s forward is a scatter by definition (values written at
+  indices of the data); its tangent is a scatter-add whose transpose, the
+  gradient, is torch's gather, on every backend.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +59,7 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from jaxops import _checks, _utils
+from jaxops import _checks, _platform, _utils
 from jaxops._cpu import pooling as _cpu
 
 # ------------------------------------------------------------------ the window and its rules
@@ -82,6 +110,17 @@ class _Pool:
         """Per output position, the input position torch's window loop starts at."""
         start = np.arange(self.out_hw[axis]) * self.stride[axis] - self.padding[axis]
         return start + self.first_tap(axis) * self.dilation[axis]
+
+    def shares(self, axis: int) -> bool:
+        """Whether two windows along ``axis`` hold a common position (their taps overlap).
+
+        Taps ``a != a'`` of windows ``i != i'`` coincide iff
+        ``(i - i') * s == (a' - a) * d``: ``|a' - a|`` a multiple of ``s / gcd(s, d)``
+        and ``|i - i'|`` one of ``d / gcd(s, d)``.
+        """
+        k, s, d = self.kernel[axis], self.stride[axis], self.dilation[axis]
+        g = math.gcd(s, d)
+        return k - 1 >= s // g and self.out_hw[axis] - 1 >= d // g
 
     def pad_hi(self, axis: int) -> int:
         """Padding after the input so that the last window ends exactly at the padded edge.
@@ -191,7 +230,149 @@ def _index_dtype() -> Any:
     return jax.dtypes.canonicalize_dtype(np.int64)
 
 
-# ------------------------------------------------------------------ max_pool2d
+# ------------------------------------------------------------------ max_pool2d: the portable formulation
+
+
+def _separable(cfg: _Pool) -> bool:
+    """Whether the portable formulation selects, and differentiates, along W first, then H.
+
+    Cost: the full form visits ``kh * kw`` taps, per window in the forward scan
+    and per padded input element in reverse mode (one masked pad each), fused
+    into one pass each way. The separable form visits ``kw + kh`` (along W for
+    every padded row, then along H), but writes and reads an ``(H_pad, W_out)``
+    intermediate in between, an extra pass through memory, counted here as
+    about four taps' worth: windows up to 3x3 (and ``2 x k`` up to ``2 x 6``)
+    stay in one pass, ``kh * kw <= kh + kw + 4``. That is the boundary measured
+    for the CPU formulation's scan; it has not been timed on GPU or TPU.
+
+    Exactness: both forms select torch's element (along W the last NaN or the
+    first maximum of each row, then along H the row holding the last NaN or the
+    first maximum: torch's row-major rule). But the separable reverse mode adds
+    an element's cotangents in two levels, first over the windows of one column
+    of windows, then over those columns; torch adds them one by one in
+    row-major window order. The two sums agree bit for bit when the windows
+    share no position along H or none along W (:meth:`_Pool.shares`, e.g. a
+    global pooling or non-overlapping windows), so only then is it used.
+    """
+    kh, kw = cfg.kernel
+    return kh * kw > kh + kw + 4 and not (cfg.shares(0) and cfg.shares(1))
+
+
+def _view(z: jax.Array, cfg: _Pool, a: int | None = None, b: int | None = None) -> jax.Array:
+    """Tap ``a`` along H and/or tap ``b`` along W of a padded array: one strided slice.
+
+    A tap left ``None`` keeps that axis whole (the separable form's two passes).
+    """
+    lo, hi, step = [0, 0, 0, 0], list(z.shape), [1, 1, 1, 1]
+    for axis, tap in ((0, a), (1, b)):
+        if tap is not None:
+            s, d, o = cfg.stride[axis], cfg.dilation[axis], cfg.out_hw[axis]
+            lo[2 + axis], hi[2 + axis], step[2 + axis] = tap * d, tap * d + (o - 1) * s + 1, s
+    return lax.slice(z, lo, hi, step)
+
+
+def _scan_taps(
+    x: jax.Array, cfg: _Pool, separable: bool
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Window maxima, and the winning tap of each window under torch's rule.
+
+    Returns ``(best, tap_h, row_tap)``. Full form: ``tap_h`` is the tap
+    ``a * kw + b`` (``kh * kw`` where torch's start lies past the window: no
+    tap, no gradient) and ``row_tap`` is ``None``. Separable form: ``row_tap``
+    is, per padded row and window column, the winning tap ``b`` along W, and
+    ``tap_h`` the winning row tap ``a`` of each window. Taps are never compared
+    as flat input indices, where a padded tap would alias a real element.
+    """
+    (kh, kw), (oh, ow) = cfg.kernel, cfg.out_hw
+    low = jnp.array(cfg.lowest(x.dtype), x.dtype)
+    xp = cfg.padded(x, low)
+    first_h, first_w = cfg.first_tap(0), cfg.first_tap(1)
+
+    def scan(z, taps, start, pick):
+        best, tap = jnp.full(start.shape, low), start
+        for number, view in taps:
+            v = pick(z, view)
+            take = cfg.replaces(v, best)
+            best, tap = jnp.where(take, v, best), jnp.where(take, jnp.int32(number), tap)
+        return best, tap
+
+    n, c = x.shape[:2]
+    if not separable:
+        valid = (first_h < kh)[:, None] & (first_w < kw)[None, :]
+        start = np.where(valid, first_h[:, None] * kw + first_w[None, :], kh * kw).astype(np.int32)
+        taps = [(a * kw + b, (a, b)) for a in range(kh) for b in range(kw)]
+        best, tap = scan(xp, taps, jnp.broadcast_to(start, (n, c, oh, ow)), lambda z, t: _view(z, cfg, *t))
+        return best, tap, None
+    start_w = jnp.broadcast_to(first_w.astype(np.int32), (n, c, xp.shape[2], ow))
+    row_best, row_tap = scan(xp, [(b, b) for b in range(kw)], start_w, lambda z, b: _view(z, cfg, b=b))
+    start_h = jnp.broadcast_to(first_h.astype(np.int32)[:, None], (n, c, oh, ow))
+    best, tap_h = scan(row_best, [(a, a) for a in range(kh)], start_h, lambda z, a: _view(z, cfg, a=a))
+    return best, tap_h, row_tap
+
+
+def _tangent(t: jax.Array, cfg: _Pool, tap_h: jax.Array, row_tap: jax.Array | None) -> jax.Array:
+    """The tangent of the window maxima: ``t`` read at each window's winning tap.
+
+    A chain of selects, one mask per tap, over the taps' strided views of the
+    zero-padded tangent: linear in ``t``. JAX transposes it into, per tap, a
+    strided pad (``lax.pad`` with interior padding) of the masked cotangent,
+    accumulated last tap first. An element is tap ``a`` of window row
+    ``i = (h - a * d) / s``: the last tap belongs to the first window, so the
+    cotangents reach each element in row-major window order, as in torch's
+    backward. Selects rather than a masked sum keep the tangent's ``-0.0``.
+    """
+    kh, kw = cfg.kernel
+    tp = cfg.padded(t, 0)
+
+    def select(z, mask_of, views):
+        out = jnp.zeros(mask_of(0).shape, t.dtype)
+        for number, view in enumerate(views):
+            out = jnp.where(mask_of(number), view(z), out)
+        return out
+
+    if row_tap is None:
+        views = [functools.partial(_view, cfg=cfg, a=a, b=b) for a in range(kh) for b in range(kw)]
+        return select(tp, lambda k: tap_h == k, views)
+    rows = select(tp, lambda b: row_tap == b, [functools.partial(_view, cfg=cfg, b=b) for b in range(kw)])
+    return select(rows, lambda a: tap_h == a, [functools.partial(_view, cfg=cfg, a=a) for a in range(kh)])
+
+
+def _flat_index(cfg: _Pool, tap_h: jax.Array, row_tap: jax.Array | None) -> jax.Array:
+    """torch's index ``h * W + w`` of each window's element (its start when no element wins)."""
+    (kh, kw), (sh, sw), (dh, dw) = cfg.kernel, cfg.stride, cfg.dilation
+    (oh, ow), (_, w_in), (ph, pw) = cfg.out_hw, cfg.in_hw, cfg.padding
+    first_h, first_w = cfg.first_tap(0)[:, None], cfg.first_tap(1)[None, :]
+    if row_tap is None:
+        real = tap_h < kh * kw
+        a = jnp.where(real, tap_h // kw, first_h.astype(np.int32))
+        b = jnp.where(real, tap_h % kw, first_w.astype(np.int32))
+    else:
+        a, b = tap_h, jnp.broadcast_to(first_w.astype(np.int32), tap_h.shape)
+        for k in range(kh):  # the column tap of the winning row
+            b = jnp.where(tap_h == k, _view(row_tap, cfg, a=k), b)
+    rows = jnp.asarray((np.arange(oh) * sh - ph)[:, None], jnp.int32) + a * dh
+    cols = jnp.asarray((np.arange(ow) * sw - pw)[None, :], jnp.int32) + b * dw
+    return rows * w_in + cols
+
+
+def _portable_argmax(cfg: _Pool, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    best, tap_h, row_tap = _scan_taps(x, cfg, _separable(cfg))
+    return best, _flat_index(cfg, tap_h, row_tap)
+
+
+def _portable_max_jvp(cfg: _Pool, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+    best, tap_h, row_tap = _scan_taps(x, cfg, _separable(cfg))
+    return best, _tangent(t, cfg, tap_h, row_tap)
+
+
+def _portable_argmax_jvp(
+    cfg: _Pool, x: jax.Array, t: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    best, tap_h, row_tap = _scan_taps(x, cfg, _separable(cfg))
+    return best, _flat_index(cfg, tap_h, row_tap), _tangent(t, cfg, tap_h, row_tap)
+
+
+# ------------------------------------------------------------------ max_pool2d: jitted core
 
 
 def _reduce_window_max(x: jax.Array, cfg: _Pool) -> jax.Array:
@@ -210,18 +391,25 @@ def _max_values(x: jax.Array, cfg: _Pool) -> jax.Array:
 @_max_values.defjvp
 def _max_values_jvp(cfg: _Pool, primals: tuple, tangents: tuple) -> tuple:
     (x,), (t,) = primals, tangents
-    return _cpu.max_jvp(cfg, x, t)
+    return _platform.choose(
+        x, t, cpu=functools.partial(_cpu.max_jvp, cfg), portable=functools.partial(_portable_max_jvp, cfg)
+    )
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _max_with_indices(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
-    return _cpu.argmax(cfg, x)
+    return _platform.choose(
+        x, cpu=functools.partial(_cpu.argmax, cfg), portable=functools.partial(_portable_argmax, cfg)
+    )
 
 
 @_max_with_indices.defjvp
 def _max_with_indices_jvp(cfg: _Pool, primals: tuple, tangents: tuple) -> tuple:
     (x,), (t,) = primals, tangents
-    best, flat, dt = _cpu.argmax_jvp(cfg, x, t)
+    best, flat, dt = _platform.choose(
+        x, t, cpu=functools.partial(_cpu.argmax_jvp, cfg),
+        portable=functools.partial(_portable_argmax_jvp, cfg),
+    )
     return (best, flat), (dt, np.zeros(flat.shape, jax.dtypes.float0))
 
 

@@ -18,6 +18,10 @@ What is chosen here, by timing XLA:CPU, is how it is computed:
   be a pass over the whole input. XLA's own ``select_and_scatter`` is avoided:
   a scalar loop that cannot do window dilation and routes NaN windows
   elsewhere than torch.
+
+On GPU a scatter-add is atomics (non-deterministic, and subject to XLA:GPU's
+scatter slow paths) and on TPU it may compile into a serial loop, which is why
+the other backends run the portable formulation in :mod:`jaxops.pooling`.
 """
 
 from __future__ import annotations
