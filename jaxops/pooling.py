@@ -111,6 +111,11 @@ class _Pool:
         start = np.arange(self.out_hw[axis]) * self.stride[axis] - self.padding[axis]
         return start + self.first_tap(axis) * self.dilation[axis]
 
+    def holds_element(self, axis: int) -> np.ndarray:
+        """Per output position, whether the window holds an input element along ``axis``."""
+        inside = self.first_in_bounds(axis) < self.in_hw[axis]
+        return (self.first_tap(axis) < self.kernel[axis]) & inside
+
     def shares(self, axis: int) -> bool:
         """Whether two windows along ``axis`` hold a common position (their taps overlap).
 

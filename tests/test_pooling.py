@@ -328,3 +328,18 @@ def test_portable_separable_gradient_equals_the_full_one(kwargs):
         return np.asarray(vjp(x, cot)).view(np.uint32)
 
     np.testing.assert_array_equal(grad(True), grad(False))
+
+
+@pytest.mark.parametrize("formulation", FORMULATIONS)
+def test_max_pool2d_window_in_the_padding_has_no_gradient(formulation):
+    """Width 2, dilation 3, padding 1: every window's taps are columns -1 and 2, both padding.
+    torch's start index row * 2 + 2 is the next row's first element: it must get nothing."""
+    x = jnp.asarray(_x(1, 2, 3, 2))
+    kwargs = dict(kernel_size=(2, 2), stride=1, padding=(1, 1), dilation=(1, 3))
+    with _formulation(formulation):
+        values, idx = jaxops.max_pool2d(x, **kwargs, return_indices=True)
+        g = jax.grad(lambda a: jaxops.max_pool2d(a, **kwargs).sum())(x)
+    t_values, t_idx = F.max_pool2d(torch.from_numpy(np.array(x)), **kwargs, return_indices=True)
+    np.testing.assert_array_equal(values, t_values.numpy())
+    np.testing.assert_array_equal(idx, t_idx.numpy())
+    np.testing.assert_array_equal(g, np.zeros_like(x))

@@ -122,6 +122,20 @@ def _gather_planes(t: jax.Array, flat: jax.Array) -> jax.Array:
     return got.reshape(flat.shape)
 
 
+def _gather_index(cfg: _Pool, flat: jax.Array) -> jax.Array:
+    """``flat`` with the windows that hold no input element sent out of range (they read 0).
+
+    torch's index for such a (dilated, all-padding) window is its start, which can
+    be past the end of a row and so alias a real element: ``h * W + W`` is
+    ``(h + 1, 0)``. Which windows these are is static; for the usual
+    configurations there are none and ``flat`` is used as it is.
+    """
+    empty = ~(cfg.holds_element(0)[:, None] & cfg.holds_element(1)[None, :])
+    if not empty.any():
+        return flat
+    return jnp.where(empty, cfg.in_hw[0] * cfg.in_hw[1], flat)
+
+
 # ---------------------------------------------------------------- the cpu branches of jaxops.pooling
 
 
@@ -133,10 +147,10 @@ def argmax(cfg: _Pool, x: jax.Array) -> tuple[jax.Array, jax.Array]:
 def max_jvp(cfg: _Pool, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
     """Window maxima and the tangent ``t`` read at torch's argmax."""
     best, flat = _argmax_scan(x, cfg)
-    return best, _gather_planes(t, flat)
+    return best, _gather_planes(t, _gather_index(cfg, flat))
 
 
 def argmax_jvp(cfg: _Pool, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Window maxima, torch's flat indices and the tangent ``t`` read at them."""
     best, flat = _argmax_scan(x, cfg)
-    return best, flat, _gather_planes(t, flat)
+    return best, flat, _gather_planes(t, _gather_index(cfg, flat))
