@@ -137,7 +137,7 @@ class _Pool:
         return (self.out_hw[axis] - 1) * s + (k - 1) * d + 1 - self.in_hw[axis] - self.padding[axis]
 
     def padded(self, x: jax.Array, value: Any) -> jax.Array:
-        """``x`` padded (or cropped) on H and W with ``value`` so that the windows tile ``out_hw``."""
+        """``x`` padded (or cropped) on H and W with ``value``: the windows tile ``out_hw``."""
         (ph, pw), hi_h, hi_w = self.padding, self.pad_hi(0), self.pad_hi(1)
         config = ((0, 0, 0), (0, 0, 0), (ph, hi_h, 0), (pw, hi_w, 0))
         return lax.pad(x, jnp.array(value, x.dtype), config)
@@ -151,7 +151,8 @@ class _Pool:
         """
         hi_h, hi_w = self.pad_hi(0), self.pad_hi(1)
         xs = x[:, :, : x.shape[2] + min(hi_h, 0), : x.shape[3] + min(hi_w, 0)]
-        return xs, ((0, 0), (0, 0), (self.padding[0], max(hi_h, 0)), (self.padding[1], max(hi_w, 0)))
+        ph, pw = self.padding
+        return xs, ((0, 0), (0, 0), (ph, max(hi_h, 0)), (pw, max(hi_w, 0)))
 
 
 # ------------------------------------------------------------------ arguments
@@ -191,7 +192,7 @@ def _check_input(op: str, input: Any, integer_ok: bool = True) -> jax.Array:
 def _window_args(
     op: str, kernel_size: Any, stride: Any, padding: Any
 ) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
-    """``kernel_size``, ``stride`` (``None`` or ``()``: the kernel) and ``padding`` as pairs, checked."""
+    """``kernel_size``, ``stride`` (``None``/``()``: the kernel) and ``padding``: checked pairs."""
     kernel = _utils.as_tuple(op, "kernel_size", kernel_size)
     _utils.check_positive(op, "kernel_size", kernel)
     empty = isinstance(stride, Sequence) and not isinstance(stride, str) and len(stride) == 0
@@ -235,7 +236,7 @@ def _index_dtype() -> Any:
     return jax.dtypes.canonicalize_dtype(np.int64)
 
 
-# ------------------------------------------------------------------ max_pool2d: the portable formulation
+# ------------------------------------------------------------- max_pool2d: the portable formulation
 
 
 def _separable(cfg: _Pool) -> bool:
@@ -304,14 +305,17 @@ def _scan_taps(
     n, c = x.shape[:2]
     if not separable:
         valid = (first_h < kh)[:, None] & (first_w < kw)[None, :]
-        start = np.where(valid, first_h[:, None] * kw + first_w[None, :], kh * kw).astype(np.int32)
+        first = np.where(valid, first_h[:, None] * kw + first_w[None, :], kh * kw).astype(np.int32)
         taps = [(a * kw + b, (a, b)) for a in range(kh) for b in range(kw)]
-        best, tap = scan(xp, taps, jnp.broadcast_to(start, (n, c, oh, ow)), lambda z, t: _view(z, cfg, *t))
+        start = jnp.broadcast_to(first, (n, c, oh, ow))
+        best, tap = scan(xp, taps, start, lambda z, t: _view(z, cfg, *t))
         return best, tap, None
     start_w = jnp.broadcast_to(first_w.astype(np.int32), (n, c, xp.shape[2], ow))
-    row_best, row_tap = scan(xp, [(b, b) for b in range(kw)], start_w, lambda z, b: _view(z, cfg, b=b))
+    along_w = [(b, b) for b in range(kw)]
+    row_best, row_tap = scan(xp, along_w, start_w, lambda z, b: _view(z, cfg, b=b))
     start_h = jnp.broadcast_to(first_h.astype(np.int32)[:, None], (n, c, oh, ow))
-    best, tap_h = scan(row_best, [(a, a) for a in range(kh)], start_h, lambda z, a: _view(z, cfg, a=a))
+    along_h = [(a, a) for a in range(kh)]
+    best, tap_h = scan(row_best, along_h, start_h, lambda z, a: _view(z, cfg, a=a))
     return best, tap_h, row_tap
 
 
@@ -338,8 +342,10 @@ def _tangent(t: jax.Array, cfg: _Pool, tap_h: jax.Array, row_tap: jax.Array | No
     if row_tap is None:
         views = [functools.partial(_view, cfg=cfg, a=a, b=b) for a in range(kh) for b in range(kw)]
         return select(tp, lambda k: tap_h == k, views)
-    rows = select(tp, lambda b: row_tap == b, [functools.partial(_view, cfg=cfg, b=b) for b in range(kw)])
-    return select(rows, lambda a: tap_h == a, [functools.partial(_view, cfg=cfg, a=a) for a in range(kh)])
+    along_w = [functools.partial(_view, cfg=cfg, b=b) for b in range(kw)]
+    along_h = [functools.partial(_view, cfg=cfg, a=a) for a in range(kh)]
+    rows = select(tp, lambda b: row_tap == b, along_w)
+    return select(rows, lambda a: tap_h == a, along_h)
 
 
 def _flat_index(cfg: _Pool, tap_h: jax.Array, row_tap: jax.Array | None) -> jax.Array:
@@ -397,14 +403,16 @@ def _max_values(x: jax.Array, cfg: _Pool) -> jax.Array:
 def _max_values_jvp(cfg: _Pool, primals: tuple, tangents: tuple) -> tuple:
     (x,), (t,) = primals, tangents
     return _platform.choose(
-        x, t, cpu=functools.partial(_cpu.max_jvp, cfg), portable=functools.partial(_portable_max_jvp, cfg)
+        x, t, cpu=functools.partial(_cpu.max_jvp, cfg),
+        portable=functools.partial(_portable_max_jvp, cfg),
     )
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _max_with_indices(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
     return _platform.choose(
-        x, cpu=functools.partial(_cpu.argmax, cfg), portable=functools.partial(_portable_argmax, cfg)
+        x, cpu=functools.partial(_cpu.argmax, cfg),
+        portable=functools.partial(_portable_argmax, cfg),
     )
 
 

@@ -1,4 +1,4 @@
-"""max_pool2d's derivative and indices as XLA:CPU runs them fastest (the ``cpu`` branch of :mod:`jaxops.pooling`).
+"""max_pool2d's derivative and indices as XLA:CPU runs them fastest (pooling's ``cpu`` branch).
 
 The semantics are :mod:`jaxops.pooling`'s, read from its window configuration
 (``cfg``): the window geometry, torch's first in-bounds element
@@ -136,7 +136,7 @@ def _gather_index(cfg: _Pool, flat: jax.Array) -> jax.Array:
     return jnp.where(empty, cfg.in_hw[0] * cfg.in_hw[1], flat)
 
 
-# ---------------------------------------------------------------- the cpu branches of jaxops.pooling
+# ------------------------------------------------------------ the cpu branches of jaxops.pooling
 
 
 def argmax(cfg: _Pool, x: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -150,7 +150,9 @@ def max_jvp(cfg: _Pool, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Arra
     return best, _gather_planes(t, _gather_index(cfg, flat))
 
 
-def argmax_jvp(cfg: _Pool, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+def argmax_jvp(
+    cfg: _Pool, x: jax.Array, t: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Window maxima, torch's flat indices and the tangent ``t`` read at them."""
     best, flat = _argmax_scan(x, cfg)
     return best, flat, _gather_planes(t, _gather_index(cfg, flat))
