@@ -1,7 +1,7 @@
 """Pooling: :func:`max_pool2d` (with indices), :func:`max_unpool2d` and :func:`avg_pool2d`.
 
-The semantics, stated once (torch's CPU kernels), in :class:`_Pool` and the
-functions next to it:
+The semantics, stated once (torch's CPU kernels); the window rules every
+formulation follows are methods of :class:`_Pool`:
 
 - ``max_pool2d`` visits each window in row-major order from its first
   in-bounds element (:meth:`_Pool.first_tap`); a value replaces the running
@@ -31,8 +31,8 @@ the fastest construction differs:
     tap. That is linear in the tangent, and its transpose, reverse mode, is a
     sum of strided pads (``lax.pad`` with interior padding) of the masked
     cotangent: no scatter, deterministic, and added in torch's order. Large
-    kernels go separably, rows then columns, where that is exact
-    (:func:`_separable`).
+    kernels go separably, along W within rows then along H, where that is
+    exact (:func:`_separable`).
   - **cpu**: the flat argmax and a gather of the tangent, so reverse mode is a
     scatter-add, one sequential loop on XLA:CPU (:mod:`jaxops._cpu.pooling`).
 
