@@ -1,26 +1,55 @@
 """Pooling: :func:`max_pool2d` (with indices), :func:`max_unpool2d` and :func:`avg_pool2d`.
 
-Constructions (chosen by measurement on XLA:CPU, see ``benchmarks/workloads/pooling.py``):
+The semantics, stated once (torch's CPU kernels); the window rules every
+formulation follows are methods of :class:`_Pool`:
 
-- ``max_pool2d`` values come from ``lax.reduce_window`` (max). Its gradient is
-  not XLA's ``select_and_scatter`` (a scalar loop, no window dilation, NaN
-  windows routed elsewhere than torch) but a ``jax.custom_jvp`` whose tangent
-  is a gather of the input tangent at torch's argmax; reverse mode is that
-  gather's transpose, a scatter-add, exactly torch's backward.
-- The argmax is found by a separable scan (rows, then columns of rows) over
-  strided slices, which reproduces torch's sequential rule: a value replaces
-  the running maximum if it is greater or NaN (first maximum wins ties, the
-  last NaN wins), starting from the first in-bounds element.
-- ``avg_pool2d`` is a ``lax.reduce_window`` sum divided by a divisor array that
-  depends only on shapes and arguments, so it is built with NumPy at trace time.
-- ``max_unpool2d`` scatters each value to its index; its tangent is a
-  scatter-add, whose transpose is the gather torch uses as the backward.
+- ``max_pool2d`` visits each window in row-major order from its first
+  in-bounds element (:meth:`_Pool.first_tap`); a value replaces the running
+  maximum if it is greater or NaN (:meth:`_Pool.replaces`: the first maximum
+  wins ties, the last NaN wins) and the implicit padding never does. The
+  derivative sends each window's cotangent to that one element; an element
+  chosen by several windows receives the sum of their cotangents, added in
+  row-major window order as torch's backward adds them. A dilated window lying
+  entirely in the padding gives ``-inf`` (the dtype's minimum for integers),
+  torch's out-of-range starting index, and no gradient.
+- ``avg_pool2d`` divides a window sum by a divisor that depends only on shapes
+  and arguments (built with NumPy at trace time).
+- ``max_unpool2d`` writes each value at its index (the last of repeated indices
+  wins); its gradient gathers the cotangent at the indices.
+
+How XLA computes it is chosen per backend (:mod:`jaxops._platform`) only where
+the fastest construction differs:
+
+- ``max_pool2d`` values without derivatives: ``lax.reduce_window`` (max) on
+  every backend.
+- ``max_pool2d``'s derivative and ``return_indices`` (a ``jax.custom_jvp``, so
+  ``jvp``, ``jacfwd`` and Hessians work):
+
+  - **portable** (GPU, TPU, and any backend but CPU): the winning *tap*
+    ``(a, b)`` of each window from a scan over its strided views; the tangent
+    is the tap's strided view of the padded tangent, selected by one mask per
+    tap. That is linear in the tangent, and its transpose, reverse mode, is a
+    sum of strided pads (``lax.pad`` with interior padding) of the masked
+    cotangent: no scatter, deterministic, and added in torch's order. Large
+    kernels go separably, along W within rows then along H, where that is
+    exact (:func:`_separable`).
+  - **cpu**: the flat argmax and a gather of the tangent, so reverse mode is a
+    scatter-add, one sequential loop on XLA:CPU (:mod:`jaxops._cpu.pooling`).
+
+  Both formulations select the same element and add the same cotangents in
+  the same order: their results are identical, bit for bit.
+- ``avg_pool2d`` is a ``lax.reduce_window`` sum on every backend; its gradient
+  is JAX's (a padded ``reduce_window``: no scatter).
+- ``max_unpool2d``'s forward is a scatter by definition (values written at
+  indices of the data); its tangent is a scatter-add whose transpose, the
+  gradient, is torch's gather, on every backend.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,14 +59,20 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from jaxops import _checks, _utils
+from jaxops import _checks, _platform, _utils
+from jaxops._cpu import pooling as _cpu
 
-# ------------------------------------------------------------------ arguments
+# ------------------------------------------------------------------ the window and its rules
 
 
 @dataclasses.dataclass(frozen=True)
 class _Pool:
-    """A validated 2-d pooling configuration: every field static and hashable."""
+    """A validated 2-d pooling window and torch's rules for it: every field static and hashable.
+
+    Axis 0 is H and axis 1 is W. Tap ``a`` of output position ``i`` along an
+    axis is input position ``i * stride - padding + a * dilation``, and
+    ``padded`` arrays hold it at ``i * stride + a * dilation``.
+    """
 
     in_hw: tuple[int, int]
     kernel: tuple[int, int]
@@ -45,6 +80,52 @@ class _Pool:
     padding: tuple[int, int]
     dilation: tuple[int, int]
     out_hw: tuple[int, int]
+
+    @staticmethod
+    def lowest(dtype: Any) -> Any:
+        """The implicit padding and the running maximum's start: never selected."""
+        if jnp.issubdtype(dtype, jnp.floating):
+            return -np.inf
+        return jnp.iinfo(dtype).min
+
+    @staticmethod
+    def replaces(v: jax.Array, best: jax.Array) -> jax.Array:
+        """torch's sequential rule: ``v`` replaces the running maximum if greater, or NaN."""
+        if jnp.issubdtype(v.dtype, jnp.floating):
+            return (v > best) | jnp.isnan(v)
+        return v > best
+
+    def first_tap(self, axis: int) -> np.ndarray:
+        """Per output position, the tap of torch's first in-bounds element (its start).
+
+        With dilation a window can lie entirely in the padding; torch then still
+        starts from this element, past the window (a tap ``>= kernel``) or past
+        the input.
+        """
+        start = np.arange(self.out_hw[axis]) * self.stride[axis] - self.padding[axis]
+        d = self.dilation[axis]
+        return np.where(start < 0, (-start + d - 1) // d, 0)
+
+    def first_in_bounds(self, axis: int) -> np.ndarray:
+        """Per output position, the input position torch's window loop starts at."""
+        start = np.arange(self.out_hw[axis]) * self.stride[axis] - self.padding[axis]
+        return start + self.first_tap(axis) * self.dilation[axis]
+
+    def holds_element(self, axis: int) -> np.ndarray:
+        """Per output position, whether the window holds an input element along ``axis``."""
+        inside = self.first_in_bounds(axis) < self.in_hw[axis]
+        return (self.first_tap(axis) < self.kernel[axis]) & inside
+
+    def shares(self, axis: int) -> bool:
+        """Whether two windows along ``axis`` hold a common position (their taps overlap).
+
+        Taps ``a != a'`` of windows ``i != i'`` coincide iff
+        ``(i - i') * s == (a' - a) * d``: ``|a' - a|`` a multiple of ``s / gcd(s, d)``
+        and ``|i - i'|`` one of ``d / gcd(s, d)``.
+        """
+        k, s, d = self.kernel[axis], self.stride[axis], self.dilation[axis]
+        g = math.gcd(s, d)
+        return k - 1 >= s // g and self.out_hw[axis] - 1 >= d // g
 
     def pad_hi(self, axis: int) -> int:
         """Padding after the input so that the last window ends exactly at the padded edge.
@@ -54,6 +135,27 @@ class _Pool:
         """
         k, s, d = self.kernel[axis], self.stride[axis], self.dilation[axis]
         return (self.out_hw[axis] - 1) * s + (k - 1) * d + 1 - self.in_hw[axis] - self.padding[axis]
+
+    def padded(self, x: jax.Array, value: Any) -> jax.Array:
+        """``x`` padded (or cropped) on H and W with ``value``: the windows tile ``out_hw``."""
+        (ph, pw), hi_h, hi_w = self.padding, self.pad_hi(0), self.pad_hi(1)
+        config = ((0, 0, 0), (0, 0, 0), (ph, hi_h, 0), (pw, hi_w, 0))
+        return lax.pad(x, jnp.array(value, x.dtype), config)
+
+    def window_padding(self, x: jax.Array) -> tuple[jax.Array, tuple]:
+        """``x`` and the padding for ``reduce_window`` so that the windows tile exactly ``out_hw``.
+
+        The padding goes to ``reduce_window`` itself (an explicit pad costs a pass over
+        the input, forward and backward); only a negative high side (the last window
+        ending before the input does) is cropped first.
+        """
+        hi_h, hi_w = self.pad_hi(0), self.pad_hi(1)
+        xs = x[:, :, : x.shape[2] + min(hi_h, 0), : x.shape[3] + min(hi_w, 0)]
+        ph, pw = self.padding
+        return xs, ((0, 0), (0, 0), (ph, max(hi_h, 0)), (pw, max(hi_w, 0)))
+
+
+# ------------------------------------------------------------------ arguments
 
 
 def _out_size(size: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
@@ -87,11 +189,18 @@ def _check_input(op: str, input: Any, integer_ok: bool = True) -> jax.Array:
     return x
 
 
-def _stride(op: str, stride: Any, kernel: tuple[int, int]) -> tuple[int, int]:
+def _window_args(
+    op: str, kernel_size: Any, stride: Any, padding: Any
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+    """``kernel_size``, ``stride`` (``None``/``()``: the kernel) and ``padding``: checked pairs."""
+    kernel = _utils.as_tuple(op, "kernel_size", kernel_size)
+    _utils.check_positive(op, "kernel_size", kernel)
     empty = isinstance(stride, Sequence) and not isinstance(stride, str) and len(stride) == 0
-    if stride is None or empty:
-        return kernel
-    return _utils.as_tuple(op, "stride", stride)
+    stride_ = kernel if stride is None or empty else _utils.as_tuple(op, "stride", stride)
+    _utils.check_positive(op, "stride", stride_)
+    pad = _utils.as_tuple(op, "padding", padding)
+    _utils.check_nonnegative(op, "padding", pad)
+    return kernel, stride_, pad  # type: ignore[return-value]
 
 
 def _pool_config(
@@ -103,12 +212,7 @@ def _pool_config(
     dilation: Any,
     ceil_mode: Any,
 ) -> _Pool:
-    kernel = _utils.as_tuple(op, "kernel_size", kernel_size)
-    _utils.check_positive(op, "kernel_size", kernel)
-    stride_ = _stride(op, stride, kernel)
-    _utils.check_positive(op, "stride", stride_)
-    pad = _utils.as_tuple(op, "padding", padding)
-    _utils.check_nonnegative(op, "padding", pad)
+    kernel, stride_, pad = _window_args(op, kernel_size, stride, padding)
     dil = _utils.as_tuple(op, "dilation", dilation)
     _utils.check_positive(op, "dilation", dil)
     if any(p > k // 2 for p, k in zip(pad, kernel)):
@@ -127,150 +231,167 @@ def _pool_config(
     return _Pool(in_hw, kernel, stride_, pad, dil, out_hw)  # type: ignore[arg-type]
 
 
-def _batched(x: jax.Array) -> tuple[jax.Array, bool]:
-    return (x, False) if x.ndim == 4 else (x[None], True)
-
-
-def _lowest(dtype: Any) -> Any:
-    if jnp.issubdtype(dtype, jnp.floating):
-        return -np.inf
-    return jnp.iinfo(dtype).min
-
-
 def _index_dtype() -> Any:
     """int64 as torch, where JAX has it (``jax_enable_x64``); int32 otherwise."""
     return jax.dtypes.canonicalize_dtype(np.int64)
 
 
-def _pad_to_windows(x: jax.Array, cfg: _Pool, value: Any) -> jax.Array:
-    """Pads (or crops) H and W so that the windows tile exactly ``out_hw``."""
-    (ph, pw), hi_h, hi_w = cfg.padding, cfg.pad_hi(0), cfg.pad_hi(1)
-    config = ((0, 0, 0), (0, 0, 0), (ph, hi_h, 0), (pw, hi_w, 0))
-    return lax.pad(x, jnp.array(value, x.dtype), config)
+# ------------------------------------------------------------- max_pool2d: the portable formulation
 
 
-def _window_padding(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, tuple]:
-    """``x`` and the padding for ``reduce_window`` so that the windows tile exactly ``out_hw``.
+def _separable(cfg: _Pool) -> bool:
+    """Whether the portable formulation selects, and differentiates, along W first, then H.
 
-    The padding goes to ``reduce_window`` itself (an explicit pad costs a pass over
-    the input, forward and backward); only a negative high side (the last window
-    ending before the input does) is cropped first.
+    Cost: the full form visits ``kh * kw`` taps, per window in the forward scan
+    and per padded input element in reverse mode (one masked pad each), fused
+    into one pass each way. The separable form visits ``kw + kh`` (along W for
+    every padded row, then along H), but writes and reads an ``(H_pad, W_out)``
+    intermediate in between, an extra pass through memory, counted here as
+    about four taps' worth: windows up to 3x3 (and ``2 x k`` up to ``2 x 6``)
+    stay in one pass, ``kh * kw <= kh + kw + 4``. That is the boundary measured
+    for the CPU formulation's scan; it has not been timed on GPU or TPU.
+
+    Exactness: both forms select torch's element (along W the last NaN or the
+    first maximum of each row, then along H the row holding the last NaN or the
+    first maximum: torch's row-major rule). But the separable reverse mode adds
+    an element's cotangents in two levels, first over the windows of one column
+    of windows, then over those columns; torch adds them one by one in
+    row-major window order. The two sums agree bit for bit when the windows
+    share no position along H or none along W (:meth:`_Pool.shares`, e.g. a
+    global pooling or non-overlapping windows), so only then is it used.
     """
-    hi_h, hi_w = cfg.pad_hi(0), cfg.pad_hi(1)
-    xs = x[:, :, : x.shape[2] + min(hi_h, 0), : x.shape[3] + min(hi_w, 0)]
-    return xs, ((0, 0), (0, 0), (cfg.padding[0], max(hi_h, 0)), (cfg.padding[1], max(hi_w, 0)))
+    kh, kw = cfg.kernel
+    return kh * kw > kh + kw + 4 and not (cfg.shares(0) and cfg.shares(1))
 
 
-# ------------------------------------------------------------------ max_pool2d
+def _view(z: jax.Array, cfg: _Pool, a: int | None = None, b: int | None = None) -> jax.Array:
+    """Tap ``a`` along H and/or tap ``b`` along W of a padded array: one strided slice.
+
+    A tap left ``None`` keeps that axis whole (the separable form's two passes).
+    """
+    lo, hi, step = [0, 0, 0, 0], list(z.shape), [1, 1, 1, 1]
+    for axis, tap in ((0, a), (1, b)):
+        if tap is not None:
+            s, d, o = cfg.stride[axis], cfg.dilation[axis], cfg.out_hw[axis]
+            lo[2 + axis], hi[2 + axis], step[2 + axis] = tap * d, tap * d + (o - 1) * s + 1, s
+    return lax.slice(z, lo, hi, step)
+
+
+def _scan_taps(
+    x: jax.Array, cfg: _Pool, separable: bool
+) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+    """Window maxima, and the winning tap of each window under torch's rule.
+
+    Returns ``(best, tap_h, row_tap)``. Full form: ``tap_h`` is the tap
+    ``a * kw + b`` (``kh * kw`` where torch's start lies past the window: no
+    tap, no gradient) and ``row_tap`` is ``None``. Separable form: ``row_tap``
+    is, per padded row and window column, the winning tap ``b`` along W, and
+    ``tap_h`` the winning row tap ``a`` of each window. Taps are never compared
+    as flat input indices, where a padded tap would alias a real element.
+    """
+    (kh, kw), (oh, ow) = cfg.kernel, cfg.out_hw
+    low = jnp.array(cfg.lowest(x.dtype), x.dtype)
+    xp = cfg.padded(x, low)
+    first_h, first_w = cfg.first_tap(0), cfg.first_tap(1)
+
+    def scan(z, taps, start, pick):
+        best, tap = jnp.full(start.shape, low), start
+        for number, view in taps:
+            v = pick(z, view)
+            take = cfg.replaces(v, best)
+            best, tap = jnp.where(take, v, best), jnp.where(take, jnp.int32(number), tap)
+        return best, tap
+
+    n, c = x.shape[:2]
+    if not separable:
+        valid = (first_h < kh)[:, None] & (first_w < kw)[None, :]
+        first = np.where(valid, first_h[:, None] * kw + first_w[None, :], kh * kw).astype(np.int32)
+        taps = [(a * kw + b, (a, b)) for a in range(kh) for b in range(kw)]
+        start = jnp.broadcast_to(first, (n, c, oh, ow))
+        best, tap = scan(xp, taps, start, lambda z, t: _view(z, cfg, *t))
+        return best, tap, None
+    start_w = jnp.broadcast_to(first_w.astype(np.int32), (n, c, xp.shape[2], ow))
+    along_w = [(b, b) for b in range(kw)]
+    row_best, row_tap = scan(xp, along_w, start_w, lambda z, b: _view(z, cfg, b=b))
+    start_h = jnp.broadcast_to(first_h.astype(np.int32)[:, None], (n, c, oh, ow))
+    along_h = [(a, a) for a in range(kh)]
+    best, tap_h = scan(row_best, along_h, start_h, lambda z, a: _view(z, cfg, a=a))
+    return best, tap_h, row_tap
+
+
+def _tangent(t: jax.Array, cfg: _Pool, tap_h: jax.Array, row_tap: jax.Array | None) -> jax.Array:
+    """The tangent of the window maxima: ``t`` read at each window's winning tap.
+
+    A chain of selects, one mask per tap, over the taps' strided views of the
+    zero-padded tangent: linear in ``t``. JAX transposes it into, per tap, a
+    strided pad (``lax.pad`` with interior padding) of the masked cotangent,
+    accumulated last tap first. An element is tap ``a`` of window row
+    ``i = (h - a * d) / s``: the last tap belongs to the first window, so the
+    cotangents reach each element in row-major window order, as in torch's
+    backward. Selects rather than a masked sum keep the tangent's ``-0.0``.
+    """
+    kh, kw = cfg.kernel
+    tp = cfg.padded(t, 0)
+
+    def select(z, mask_of, views):
+        out = jnp.zeros(mask_of(0).shape, t.dtype)
+        for number, view in enumerate(views):
+            out = jnp.where(mask_of(number), view(z), out)
+        return out
+
+    if row_tap is None:
+        views = [functools.partial(_view, cfg=cfg, a=a, b=b) for a in range(kh) for b in range(kw)]
+        return select(tp, lambda k: tap_h == k, views)
+    along_w = [functools.partial(_view, cfg=cfg, b=b) for b in range(kw)]
+    along_h = [functools.partial(_view, cfg=cfg, a=a) for a in range(kh)]
+    rows = select(tp, lambda b: row_tap == b, along_w)
+    return select(rows, lambda a: tap_h == a, along_h)
+
+
+def _flat_index(cfg: _Pool, tap_h: jax.Array, row_tap: jax.Array | None) -> jax.Array:
+    """torch's index ``h * W + w`` of each window's element (its start when no element wins)."""
+    (kh, kw), (sh, sw), (dh, dw) = cfg.kernel, cfg.stride, cfg.dilation
+    (oh, ow), (_, w_in), (ph, pw) = cfg.out_hw, cfg.in_hw, cfg.padding
+    first_h, first_w = cfg.first_tap(0)[:, None], cfg.first_tap(1)[None, :]
+    if row_tap is None:
+        real = tap_h < kh * kw
+        a = jnp.where(real, tap_h // kw, first_h.astype(np.int32))
+        b = jnp.where(real, tap_h % kw, first_w.astype(np.int32))
+    else:
+        a, b = tap_h, jnp.broadcast_to(first_w.astype(np.int32), tap_h.shape)
+        for k in range(kh):  # the column tap of the winning row
+            b = jnp.where(tap_h == k, _view(row_tap, cfg, a=k), b)
+    rows = jnp.asarray((np.arange(oh) * sh - ph)[:, None], jnp.int32) + a * dh
+    cols = jnp.asarray((np.arange(ow) * sw - pw)[None, :], jnp.int32) + b * dw
+    return rows * w_in + cols
+
+
+def _portable_argmax(cfg: _Pool, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    best, tap_h, row_tap = _scan_taps(x, cfg, _separable(cfg))
+    return best, _flat_index(cfg, tap_h, row_tap)
+
+
+def _portable_max_jvp(cfg: _Pool, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array]:
+    best, tap_h, row_tap = _scan_taps(x, cfg, _separable(cfg))
+    return best, _tangent(t, cfg, tap_h, row_tap)
+
+
+def _portable_argmax_jvp(
+    cfg: _Pool, x: jax.Array, t: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    best, tap_h, row_tap = _scan_taps(x, cfg, _separable(cfg))
+    return best, _flat_index(cfg, tap_h, row_tap), _tangent(t, cfg, tap_h, row_tap)
+
+
+# ------------------------------------------------------------------ max_pool2d: jitted core
 
 
 def _reduce_window_max(x: jax.Array, cfg: _Pool) -> jax.Array:
-    xs, pads = _window_padding(x, cfg)
+    xs, pads = cfg.window_padding(x)
     return lax.reduce_window(
-        xs, np.array(_lowest(x.dtype), x.dtype), lax.max,
+        xs, np.array(cfg.lowest(x.dtype), x.dtype), lax.max,
         (1, 1) + cfg.kernel, (1, 1) + cfg.stride, pads, window_dilation=(1, 1) + cfg.dilation,
     )
-
-
-def _first_in_bounds(out: int, s: int, p: int, d: int) -> np.ndarray:
-    """Per output position, the first window element at or after 0, as torch's loop finds it.
-
-    With dilation a window can lie entirely in the padding; torch then still starts
-    from this (out-of-range) element, and so do we.
-    """
-    start = np.arange(out) * s - p
-    return np.where(start < 0, start + (-start + d - 1) // d * d, start)
-
-
-def _argmax_scan(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
-    """Window maxima and torch's flat argmax ``h * W + w`` per window.
-
-    Each step keeps the running value unless the candidate is greater or NaN,
-    which is torch's sequential rule in row-major window order (the first
-    maximum wins ties, the last NaN wins, padding never wins; the start is the
-    first in-bounds element). Small windows visit their kh * kw strided views
-    in one fused loop; larger ones go separably (kw + kh steps): along W on
-    every padded row, then along H over the row results, which selects the
-    same element.
-    """
-    kh, kw = cfg.kernel
-    if kh * kw <= kh + kw + 4:  # up to 3x3: one fused pass measured faster
-        return _argmax_window(x, cfg)
-    return _argmax_separable(x, cfg)
-
-
-def _wins(v: jax.Array, best: jax.Array) -> jax.Array:
-    if jnp.issubdtype(v.dtype, jnp.floating):
-        return (v > best) | jnp.isnan(v)
-    return v > best
-
-
-def _argmax_window(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
-    (kh, kw), (sh, sw), (dh, dw) = cfg.kernel, cfg.stride, cfg.dilation
-    (oh, ow), (_, w_in), (ph, pw) = cfg.out_hw, cfg.in_hw, cfg.padding
-    n, c = x.shape[:2]
-    low = jnp.array(_lowest(x.dtype), x.dtype)
-    xp = _pad_to_windows(x, cfg, low)
-    row0, col0 = _first_in_bounds(oh, sh, ph, dh), _first_in_bounds(ow, sw, pw, dw)
-    best = jnp.full((n, c, oh, ow), low)
-    start = jnp.asarray(row0[:, None] * w_in + col0[None, :], jnp.int32)
-    flat = jnp.broadcast_to(start, (n, c, oh, ow))
-    base = (np.arange(oh) * sh - ph)[:, None] * w_in + (np.arange(ow) * sw - pw)[None, :]
-    for i in range(kh):
-        for j in range(kw):
-            lo = (0, 0, i * dh, j * dw)
-            hi = (n, c, i * dh + (oh - 1) * sh + 1, j * dw + (ow - 1) * sw + 1)
-            v = lax.slice(xp, lo, hi, (1, 1, sh, sw))
-            take = _wins(v, best)
-            best = jnp.where(take, v, best)
-            flat = jnp.where(take, jnp.asarray(base + i * dh * w_in + j * dw, jnp.int32), flat)
-    return best, flat
-
-
-def _argmax_separable(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
-    (kh, kw), (sh, sw), (dh, dw) = cfg.kernel, cfg.stride, cfg.dilation
-    (oh, ow), (_, w_in) = cfg.out_hw, cfg.in_hw
-    n, c = x.shape[:2]
-    low = jnp.array(_lowest(x.dtype), x.dtype)
-    xp = _pad_to_windows(x, cfg, low)
-    hp = xp.shape[2]
-    idx_t = jnp.int32
-    wins = _wins
-
-    # Along W: per padded row, the best column of each window (an input column index).
-    col0 = _first_in_bounds(ow, sw, cfg.padding[1], dw)
-    row_best = jnp.full((n, c, hp, ow), low)
-    row_col = jnp.broadcast_to(jnp.asarray(col0, idx_t), (n, c, hp, ow))
-    ow_start = np.arange(ow) * sw - cfg.padding[1]
-    for j in range(kw):
-        v = lax.slice(xp, (0, 0, 0, j * dw), (n, c, hp, j * dw + (ow - 1) * sw + 1), (1, 1, 1, sw))
-        take = wins(v, row_best)
-        row_best = jnp.where(take, v, row_best)
-        row_col = jnp.where(take, jnp.asarray(ow_start + j * dw, idx_t), row_col)
-
-    # Along H: the best row of each window; the flat index combines row and column.
-    row0 = _first_in_bounds(oh, sh, cfg.padding[0], dh)
-    best = jnp.full((n, c, oh, ow), low)
-    start = jnp.asarray(row0[:, None] * w_in + col0[None, :], idx_t)
-    flat = jnp.broadcast_to(start, (n, c, oh, ow))
-    oh_start = np.arange(oh) * sh - cfg.padding[0]
-    for i in range(kh):
-        lo, hi = (0, 0, i * dh, 0), (n, c, i * dh + (oh - 1) * sh + 1, ow)
-        v = lax.slice(row_best, lo, hi, (1, 1, sh, 1))
-        col = lax.slice(row_col, lo, hi, (1, 1, sh, 1))
-        take = wins(v, best)
-        best = jnp.where(take, v, best)
-        flat = jnp.where(take, jnp.asarray((oh_start + i * dh)[:, None] * w_in, idx_t) + col, flat)
-    return best, flat
-
-
-def _gather_planes(t: jax.Array, flat: jax.Array) -> jax.Array:
-    """``t[n, c].ravel()[flat[n, c]]`` per plane; out-of-range indices read 0."""
-    n, c, h, w = t.shape
-    planes = t.reshape(n * c, h * w)
-    got = jnp.take_along_axis(planes, flat.reshape(n * c, flat.shape[2] * flat.shape[3]), axis=1,
-                              mode="fill", fill_value=0)
-    return got.reshape(flat.shape)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -281,20 +402,28 @@ def _max_values(x: jax.Array, cfg: _Pool) -> jax.Array:
 @_max_values.defjvp
 def _max_values_jvp(cfg: _Pool, primals: tuple, tangents: tuple) -> tuple:
     (x,), (t,) = primals, tangents
-    best, flat = _argmax_scan(x, cfg)
-    return best, _gather_planes(t, flat)
+    return _platform.choose(
+        x, t, cpu=functools.partial(_cpu.max_jvp, cfg),
+        portable=functools.partial(_portable_max_jvp, cfg),
+    )
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _max_with_indices(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
-    return _argmax_scan(x, cfg)
+    return _platform.choose(
+        x, cpu=functools.partial(_cpu.argmax, cfg),
+        portable=functools.partial(_portable_argmax, cfg),
+    )
 
 
 @_max_with_indices.defjvp
 def _max_with_indices_jvp(cfg: _Pool, primals: tuple, tangents: tuple) -> tuple:
     (x,), (t,) = primals, tangents
-    best, flat = _argmax_scan(x, cfg)
-    return (best, flat), (_gather_planes(t, flat), np.zeros(flat.shape, jax.dtypes.float0))
+    best, flat, dt = _platform.choose(
+        x, t, cpu=functools.partial(_cpu.argmax_jvp, cfg),
+        portable=functools.partial(_portable_argmax_jvp, cfg),
+    )
+    return (best, flat), (dt, np.zeros(flat.shape, jax.dtypes.float0))
 
 
 @functools.partial(jax.jit, static_argnames=("cfg", "return_indices"))
@@ -325,7 +454,10 @@ def max_pool2d(
     never selected. Ties go to the first element in row-major window order; a
     NaN propagates, and among several NaNs the last one is selected, exactly as
     torch's CPU kernel does. The gradient flows to that one element (ties are
-    not split; a NaN window sends it to the NaN), for dilated windows too.
+    not split; a NaN window sends it to the NaN), for dilated windows too; an
+    element selected by several windows receives their cotangents summed in
+    torch's order, so gradients equal torch's bit for bit. On GPU and TPU the
+    gradient has no scatter (it is a sum of strided pads) and is deterministic.
 
     Args:
         input: (N, C, H, W) or unbatched (C, H, W) array, floating or integer; N may be 0.
@@ -366,7 +498,7 @@ def max_pool2d(
     op = "max_pool2d"
     x = _check_input(op, input)
     cfg = _pool_config(op, x, kernel_size, stride, padding, dilation, ceil_mode)
-    x4, unbatched = _batched(x)
+    x4, unbatched = _utils.batched(x)
     out = _max_pool2d(x4, cfg, bool(return_indices))
     if unbatched:
         return tuple(o[0] for o in out) if return_indices else out[0]
@@ -420,10 +552,35 @@ def _max_unpool2d(x: jax.Array, indices: jax.Array, out_hw: tuple[int, int]) -> 
     return out.reshape((n, c) + out_hw)
 
 
-def _unpool_output_size(
-    op: str, in_hw: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
-    pad: tuple[int, int], output_size: Any,
+def _check_indices(op: str, indices: Any, shape: tuple[int, ...]) -> jax.Array:
+    _utils.check_array(op, "indices", indices)
+    idx = jnp.asarray(indices)
+    if not jnp.issubdtype(idx.dtype, jnp.integer):
+        raise _utils.fail(op, f"indices must have an integer dtype, got {idx.dtype}", TypeError)
+    if idx.shape != shape:
+        raise _utils.fail(op, f"indices shape {idx.shape} must equal input shape {shape}")
+    return idx
+
+
+def _check_indices_in_range(op: str, idx: jax.Array, out_hw: tuple[int, int]) -> None:
+    """Data-dependent: raises only under :func:`jaxops.checked` (see the Note of max_unpool2d)."""
+    size = out_hw[0] * out_hw[1]
+    if size > 0 and idx.size > 0:
+        valid = (idx >= 0) & (idx < size)
+        first_bad = jnp.ravel(idx)[jnp.argmin(jnp.ravel(valid))]
+        _checks.data_check(
+            jnp.all(valid), op,
+            f"index {{index}} is out of range for output planes of size {out_hw[0]}x{out_hw[1]}",
+            index=first_bad,
+        )
+
+
+def _unpool_config(
+    op: str, x: jax.Array, kernel_size: Any, stride: Any, padding: Any, output_size: Any
 ) -> tuple[int, int]:
+    """The output's spatial size: the default, or ``output_size`` checked against it."""
+    kernel, stride, pad = _window_args(op, kernel_size, stride, padding)
+    in_hw = (int(x.shape[-2]), int(x.shape[-1]))
     default = tuple((n - 1) * s + k - 2 * p for n, k, s, p in zip(in_hw, kernel, stride, pad))
     if output_size is None:
         size = default
@@ -510,31 +667,11 @@ def max_unpool2d(
     """
     op = "max_unpool2d"
     x = _check_input(op, input, integer_ok=False)
-    _utils.check_array(op, "indices", indices)
-    idx = jnp.asarray(indices)
-    if not jnp.issubdtype(idx.dtype, jnp.integer):
-        raise _utils.fail(op, f"indices must have an integer dtype, got {idx.dtype}", TypeError)
-    if idx.shape != x.shape:
-        raise _utils.fail(op, f"indices shape {idx.shape} must equal input shape {x.shape}")
-    kernel = _utils.as_tuple(op, "kernel_size", kernel_size)
-    _utils.check_positive(op, "kernel_size", kernel)
-    stride_ = _stride(op, stride, kernel)
-    _utils.check_positive(op, "stride", stride_)
-    pad = _utils.as_tuple(op, "padding", padding)
-    _utils.check_nonnegative(op, "padding", pad)
-    in_hw = (int(x.shape[-2]), int(x.shape[-1]))
-    out_hw = _unpool_output_size(op, in_hw, kernel, stride_, pad, output_size)
-    size = out_hw[0] * out_hw[1]
-    if size > 0 and idx.size > 0:
-        valid = (idx >= 0) & (idx < size)
-        first_bad = jnp.ravel(idx)[jnp.argmin(jnp.ravel(valid))]
-        _checks.data_check(
-            jnp.all(valid), op,
-            f"index {{index}} is out of range for output planes of size {out_hw[0]}x{out_hw[1]}",
-            index=first_bad,
-        )
-    x4, unbatched = _batched(x)
-    idx4 = idx if not unbatched else idx[None]
+    idx = _check_indices(op, indices, x.shape)
+    out_hw = _unpool_config(op, x, kernel_size, stride, padding, output_size)
+    _check_indices_in_range(op, idx, out_hw)
+    x4, unbatched = _utils.batched(x)
+    idx4, _ = _utils.batched(idx)
     out = _max_unpool2d(x4, idx4, out_hw)
     return out[0] if unbatched else out
 
@@ -564,7 +701,7 @@ def _avg_pool2d(
     divisor = _avg_divisor(cfg, count_include_pad, divisor_override)
     floating = jnp.issubdtype(x.dtype, jnp.floating)
     acc = jnp.promote_types(x.dtype, jnp.float32) if floating else x.dtype
-    xs, pads = _window_padding(x.astype(acc), cfg)
+    xs, pads = cfg.window_padding(x.astype(acc))
     # A NumPy init value lets lax recognise the sum monoid, which is differentiable.
     total = lax.reduce_window(
         xs, np.array(0, acc), lax.add, (1, 1) + cfg.kernel, (1, 1) + cfg.stride, pads
@@ -635,6 +772,6 @@ def avg_pool2d(
         divisor_override = _utils.as_int(op, "divisor_override", divisor_override)
         if divisor_override == 0:
             raise _utils.fail(op, "divisor_override (=0) must not be zero")
-    x4, unbatched = _batched(x)
+    x4, unbatched = _utils.batched(x)
     out = _avg_pool2d(x4, cfg, bool(count_include_pad), divisor_override)
     return out[0] if unbatched else out
