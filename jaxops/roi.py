@@ -27,7 +27,7 @@ per backend (:mod:`jaxops._platform`):
   doubling step written out and always at full depth (``floor(log2(H)) + 1`` x
   ``floor(log2(W)) + 1`` levels, which serves any bin: no loop, no branch on the
   data); roi_align's NaN/inf pattern computed always, from 0/1 flags in
-  bfloat16 contractions summed in float32 (exact at any precision), and its
+  bfloat16 contractions (exact at any precision), and its
   contractions at the ``precision`` asked for (``Precision.HIGHEST`` by default).
 - **cpu**: roi_pool's table built by ``scan`` only as deep as the longest bin
   needs (a ``switch`` over three depths), roi_align's pattern behind a ``cond``
@@ -514,15 +514,16 @@ def _nonfinite_pattern(x, b, masks, hit, out):
 
 
 def _portable_hit(b, precision):
-    """``hit`` for the portable formulation: the flags as 0/1 bfloat16 operands, summed in
-    float32 and thresholded after each contraction. Products are 0 or 1 and a sum of
-    them is never rounded to 0, so the answer is exact at every precision setting, for
-    one bfloat16 pass (tensor cores on GPU, one MXU pass on TPU)."""
-    bf16, f32 = jnp.bfloat16, jnp.float32
+    """``hit`` for the portable formulation: the flags as 0/1 bfloat16 contractions (one
+    bfloat16 pass: tensor cores on GPU, one MXU pass on TPU; bfloat16 intermediates,
+    half the memory traffic of float32 ones), thresholded after each. Products are 0
+    or 1, so a sum is positive exactly when one product is, whatever the precision
+    setting, accumulation order or rounding of the sum."""
+    bf16 = jnp.bfloat16
 
     def hit(ry, m, rx):
-        t1 = _rows(m.astype(bf16), b, ry.astype(bf16), precision, f32) > 0
-        return _cols(t1.astype(bf16), rx.astype(bf16), precision, f32) > 0
+        t1 = _rows(m.astype(bf16), b, ry.astype(bf16), precision) > 0
+        return _cols(t1.astype(bf16), rx.astype(bf16), precision) > 0
 
     return hit
 

@@ -201,10 +201,10 @@ def test_roi_align_portable_nan_inf_pattern_without_a_branch(kwargs):
 
 @pytest.mark.parametrize("precision", ["default", jax.lax.DotAlgorithmPreset.BF16_BF16_F32])
 def test_roi_align_nan_inf_pattern_does_not_depend_on_precision(precision):
-    """The pattern's contractions multiply 0/1 flags (bfloat16 operands, summed in
-    float32), exact at any precision setting or algorithm. (XLA:CPU computes the
-    float32 contractions in float32 whatever they ask for, so the values cannot move
-    here; on GPU/TPU they do, the pattern does not.)"""
+    """The pattern's contractions multiply 0/1 flags (in bfloat16), exact at any
+    precision setting or algorithm. (XLA:CPU computes the float32 contractions in
+    float32 whatever they ask for, so the values cannot move here; on GPU/TPU they
+    do, the pattern does not.)"""
     x = _specials_map()
     with portable():
         ref = jaxops.roi_align(x, _ALIGN_BOXES, 3)
