@@ -19,10 +19,27 @@ order as the C++ loops), but are built so that memory and work do not grow as
   ``custom_jvp`` keeps torchvision's NaN/inf pattern (which depends on exactly
   which pixels each sample reads) in the primal while the tangent is the plain
   linear map, so forward and reverse mode both work.
+
+Everything above is stated once here. How XLA computes two parts of it is chosen
+per backend (:mod:`jaxops._platform`):
+
+- **portable** (GPU, TPU, any backend but CPU): roi_pool's table with every
+  doubling step written out and always at full depth (``floor(log2(H)) + 1`` x
+  ``floor(log2(W)) + 1`` levels, which serves any bin: no loop, no branch on the
+  data); roi_align's NaN/inf pattern computed always, from 0/1 flags in
+  bfloat16 contractions (exact at any precision), and its
+  contractions at the ``precision`` asked for (``Precision.HIGHEST`` by default).
+- **cpu**: roi_pool's table built by ``scan`` only as deep as the longest bin
+  needs (a ``switch`` over three depths), roi_align's pattern behind a ``cond``
+  on a finite map (:mod:`jaxops._cpu.roi`).
+
+Both compute the same values (roi_pool bit for bit, gradient included; roi_align
+up to the order in which its contractions sum).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import numbers
 from collections.abc import Sequence
@@ -34,7 +51,8 @@ import numpy as np
 from jax import lax
 from jax.typing import ArrayLike
 
-from jaxops import _checks, _utils
+from jaxops import _checks, _platform, _utils
+from jaxops._cpu import roi as _cpu
 
 _FLT_MAX = float(np.finfo(np.float32).max)
 # Sampling candidates per (bin, row) in adaptive roi_align: consecutive samples
@@ -127,65 +145,85 @@ def _batch_rows(rois: jax.Array, n: int):
 # ------------------------------------------------------------------ roi_pool
 
 
+@dataclasses.dataclass(frozen=True)
+class _Pool:
+    """A validated roi_pool: every field static and hashable."""
+
+    output_size: tuple[int, int]
+    spatial_scale: float
+
+
 def _combine(va, ia, vb, ib):
     """The better of two (max value, first position) candidates."""
     take_b = (vb > va) | ((vb == va) & (ib < ia))
     return jnp.where(take_b, vb, va), jnp.where(take_b, ib, ia)
 
 
-def _shifted(a: jax.Array, s: jax.Array, axis: int, fill: Any) -> jax.Array:
-    """``a`` moved ``s`` (traced, ``0 <= s <= n``) places towards index 0 along ``axis``,
-    ``fill`` entering at the end."""
-    n = a.shape[axis]
-    pad = [(0, 0)] * a.ndim
-    pad[axis] = (0, n)
-    return lax.dynamic_slice_in_dim(jnp.pad(a, pad, constant_values=fill), s, n, axis=axis)
+def _table_step(v, shift, axis: int):
+    """One doubling step of the sparse table along ``axis`` (1: rows, 2: columns): each
+    entry meets the one ``shift(a, fill)`` brings from the following block (``fill``
+    past the map's end). Values keep the larger; with positions (``v`` a pair), the
+    first maximum in row-major order wins ties."""
+    if not isinstance(v, tuple):
+        return jnp.maximum(v, shift(v, -jnp.inf))
+    cv, ci = v
+    big = cv.shape[1] * cv.shape[2]  # past every position
+    sv, si = shift(cv, -jnp.inf), shift(ci, big)
+    if axis == 1:  # the shifted block lies on later rows: it wins only when greater
+        take = sv > cv
+        return jnp.where(take, sv, cv), jnp.where(take, si, ci)
+    return _combine(cv, ci, sv, si)
 
 
 def _levels(n: int) -> int:
     return max(n, 1).bit_length()  # floor(log2(n)) + 1
 
 
-def _sparse_table(v: jax.Array, i: jax.Array | None, big: int, levels_h: int, levels_w: int):
-    """All ``(2^a x 2^b)`` block maxima (``a < levels_h``, ``b < levels_w``) of ``v``
-    (N, H, W, C), with first-argmax positions unless ``i`` is None, stacked
-    ``(levels_h, levels_w, N, H, W, C)``. Two nested ``scan``s over the doubling steps
-    (level 0 "doubles" by a shift of 0, a no-op), so the program stays small."""
-
-    def double(vi, step, axis):
-        s = (1 << step) >> 1
-        if i is None:
-            return jnp.maximum(vi, _shifted(vi, s, axis, -jnp.inf))
-        cv, ci = vi
-        sv, si = _shifted(cv, s, axis, -jnp.inf), _shifted(ci, s, axis, big)
-        if axis == 1:  # the shifted block lies on later rows: it wins only when greater
-            take = sv > cv
-            return jnp.where(take, sv, cv), jnp.where(take, si, ci)
-        return _combine(cv, ci, sv, si)
-
-    def row_level(carry, a):
-        carry = double(carry, a, 1)
-
-        def col_level(cc, b):
-            cc = double(cc, b, 2)
-            return cc, cc
-
-        return carry, lax.scan(col_level, carry, jnp.arange(levels_w))[1]
-
-    return lax.scan(row_level, v if i is None else (v, i), jnp.arange(levels_h))[1]
-
-
 def _floor_log2(n: jax.Array) -> jax.Array:
     return 31 - lax.clz(jnp.maximum(n, 1).astype(jnp.int32))
 
 
-def _bin_maxima(v0, i0, b, hs, he, ws, we):
-    """Per bin and channel the maximum of ``v0`` (N, H, W, C) over the bin's rectangle
-    (and its first position, when ``i0`` is given): a sparse table, four lookups.
+def _unrolled_table(v, levels_h: int, levels_w: int, step):
+    """The portable sparse table: every doubling step written out (static shifts, no
+    loop), stacked ``(levels_h * levels_w, N, H, W, C)`` in the order of
+    :func:`jaxops._cpu.roi.sparse_table` (row level major)."""
 
-    The table only needs the levels up to the longest bin: a ``switch`` picks the
-    shallowest of three depths (bins up to 7 long; up to ``ceil(H / out_h) + 1``, which
-    covers every RoI inside the map; the full table), at a fraction of the full cost."""
+    def shift(s: int, axis: int):
+        def moved(a, fill):
+            n = a.shape[axis]
+            config = [(0, 0, 0)] * a.ndim
+            config[axis] = (0, min(s, n), 0)
+            return lax.pad(lax.slice_in_dim(a, min(s, n), n, axis=axis), jnp.asarray(fill, a.dtype), config)
+
+        return moved
+
+    entries = []
+    row = v
+    for a in range(levels_h):
+        if a:
+            row = step(row, shift(1 << (a - 1), 1), 1)
+        entry = row
+        entries.append(entry)
+        for b in range(1, levels_w):
+            entry = step(entry, shift(1 << (b - 1), 2), 2)
+            entries.append(entry)
+    return jax.tree.map(lambda *t: jnp.stack(t), *entries)
+
+
+def _full_depth(lookup, ah, aw, map_hw, out_hw):
+    """The portable depth: the full table, ``floor(log2(H)) + 1`` x ``floor(log2(W)) + 1``
+    levels, serves every bin (a bin is at most the map long), with no branch on the data."""
+    return lookup(_levels(map_hw[0]), _levels(map_hw[1]))
+
+
+# How each formulation builds the table and picks its depth (jaxops._cpu.roi says why).
+_TABLES = {"cpu": (_cpu.sparse_table, _cpu.bin_maxima), "portable": (_unrolled_table, _full_depth)}
+
+
+def _bin_maxima(form: str, v0, i0, b, hs, he, ws, we):
+    """Per bin and channel the maximum of ``v0`` (N, H, W, C) over the bin's rectangle
+    (and its first position, when ``i0`` is given): a sparse table (maxima of all
+    power-of-two blocks), four lookups. ``form``: ``"cpu"`` or ``"portable"``."""
     n, h, w, c = v0.shape
     k, oh = hs.shape
     ow = ws.shape[1]
@@ -193,9 +231,10 @@ def _bin_maxima(v0, i0, b, hs, he, ws, we):
     ah, aw = _floor_log2(len_h), _floor_log2(len_w)
     h2 = jnp.maximum(he - (1 << ah), 0)
     w2 = jnp.maximum(we - (1 << aw), 0)
+    tabulate, depth = _TABLES[form]
 
     def lookup(levels_h, levels_w):
-        table = _sparse_table(v0, i0, h * w, levels_h, levels_w)
+        table = tabulate(v0 if i0 is None else (v0, i0), levels_h, levels_w, _table_step)
         table = jax.tree.map(lambda t: t.reshape(-1, c), table)
 
         def row(hh, ww):
@@ -215,17 +254,7 @@ def _bin_maxima(v0, i0, b, hs, he, ws, we):
                     best = _combine(*best, *cand)
         return jax.tree.map(lambda t: t.reshape(k, oh, ow, c), best)
 
-    # Tiers of table depth: bins up to 7 long (small RoIs), bins of RoIs inside the map
-    # (at most ceil(H / out_h) + 1 long), any bin. The shallowest that serves every bin runs.
-    full = (_levels(h), _levels(w))
-    inside = (min(full[0], _levels(-(-h // oh) + 1)), min(full[1], _levels(-(-w // ow) + 1)))
-    small = (min(3, inside[0]), min(3, inside[1]))
-    tiers = list(dict.fromkeys([small, inside, full]))  # elementwise increasing
-    if len(tiers) == 1 or k == 0:
-        return lookup(*full)
-    need_h, need_w = jnp.max(ah) + 1, jnp.max(aw) + 1
-    tier = sum(((need_h > th) | (need_w > tw)).astype(jnp.int32) for th, tw in tiers[:-1])
-    return lax.switch(tier, [functools.partial(lookup, th, tw) for th, tw in tiers])
+    return depth(lookup, ah, aw, (h, w), (oh, ow))
 
 
 def _pool_inputs(x):
@@ -247,7 +276,7 @@ def _pool_finish(best_v, found_or_none, geom, dt):
     return jnp.transpose(out, (0, 3, 1, 2))
 
 
-def _pool_by_gather(x, geom):
+def _pool_by_gather(form: str, x, geom):
     """roi_pool as a gather from ``x`` at each bin's first argmax: JAX differentiates
     it natively (the VJP is a scatter-add to the argmax)."""
     b, valid, hs, he, ws, we = geom
@@ -255,7 +284,7 @@ def _pool_by_gather(x, geom):
     v0 = _pool_inputs(x)
     pos = (jnp.arange(h, dtype=jnp.int32)[:, None] * w + jnp.arange(w, dtype=jnp.int32))
     i0 = jnp.broadcast_to(pos[None, :, :, None], v0.shape)
-    best_v, best_i = _bin_maxima(v0, i0, b, hs, he, ws, we)
+    best_v, best_i = _bin_maxima(form, v0, i0, b, hs, he, ws, we)
     empty = ((he - hs) <= 0)[:, :, None] | ((we - ws) <= 0)[:, None, :]
     found = (best_v > -jnp.inf) & ~empty[..., None]
     k, oh, ow, _ = best_v.shape
@@ -265,31 +294,31 @@ def _pool_by_gather(x, geom):
     return _pool_finish(picked, found, geom, x.dtype)
 
 
-@jax.custom_jvp
-def _pool(x, geom):
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0,))
+def _pool(form: str, x, geom):
     """Forward from a value-only table (no positions: about a third of the work); the
     JVP is that of :func:`_pool_by_gather`, so every AD mode sees the gather form."""
     b, valid, hs, he, ws, we = geom
-    best_v = _bin_maxima(_pool_inputs(x), None, b, hs, he, ws, we)
+    best_v = _bin_maxima(form, _pool_inputs(x), None, b, hs, he, ws, we)
     return _pool_finish(best_v, None, geom, x.dtype)
 
 
 @_pool.defjvp
-def _pool_jvp(primals, tangents):
+def _pool_jvp(form, primals, tangents):
     x, geom = primals
-    return jax.jvp(lambda x: _pool_by_gather(x, geom), (x,), (tangents[0],))
+    return jax.jvp(lambda x: _pool_by_gather(form, x, geom), (x,), (tangents[0],))
 
 
-@functools.partial(jax.jit, static_argnames=("output_size", "spatial_scale"))
-def _roi_pool(x: jax.Array, rois: jax.Array, output_size: tuple[int, int], spatial_scale: float) -> jax.Array:
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _roi_pool(x: jax.Array, rois: jax.Array, cfg: _Pool) -> jax.Array:
     n, c, h, w = x.shape
-    oh, ow = output_size
+    oh, ow = cfg.output_size
     dt = x.dtype
     rois = lax.stop_gradient(rois)  # torchvision gives boxes no gradient
     b, valid = _batch_rows(rois, n)
 
     # Bin edges, in the input dtype and in torchvision's order of operations.
-    r = _round_half_away(rois[:, 1:] * jnp.asarray(spatial_scale, dt)).astype(jnp.int32)
+    r = _round_half_away(rois[:, 1:] * jnp.asarray(cfg.spatial_scale, dt)).astype(jnp.int32)
     sw, sh, ew, eh = r[:, 0], r[:, 1], r[:, 2], r[:, 3]
     bin_h = _exact_div(jnp.maximum(eh - sh + 1, 1).astype(dt), oh)
     bin_w = _exact_div(jnp.maximum(ew - sw + 1, 1).astype(dt), ow)
@@ -302,7 +331,12 @@ def _roi_pool(x: jax.Array, rois: jax.Array, output_size: tuple[int, int], spati
 
     hs, he = edges(bin_h, sh, oh, h)  # (K, oh)
     ws, we = edges(bin_w, sw, ow, w)  # (K, ow)
-    return _pool(x, (b, valid, hs, he, ws, we))
+    geom = (b, valid, hs, he, ws, we)
+    return _platform.choose(
+        x, geom,
+        cpu=functools.partial(_pool, "cpu"),
+        portable=functools.partial(_pool, "portable"),
+    )
 
 
 def roi_pool(
@@ -353,9 +387,22 @@ def roi_pool(
         ``jit``: that RoI's output is NaN and it receives no gradient; under
         :func:`jaxops.checked` it raises. torchvision reads out of bounds there.
         ``boxes`` get a zero gradient, as torchvision gives them none.
+
+        The gradient is a scatter-add of each bin's cotangent to its argmax, so
+        overlapping RoIs whose bins share an argmax accumulate there (as
+        torchvision's backward does, with ``atomicAdd`` on CUDA). On GPU, XLA
+        emits that scatter with atomic adds: the order in which the
+        contributions meeting at one pixel are summed is not fixed, and the
+        float32 gradient may differ in its last bits from run to run. With
+        ``XLA_FLAGS=--xla_gpu_deterministic_ops=true`` (or
+        ``--xla_gpu_exclude_nondeterministic_ops=true``) XLA:GPU rewrites a
+        float scatter-add whose indices may repeat into a deterministic form
+        (a sort and prefix sum, or failing that a loop over the updates), which
+        makes the gradient reproducible run to run, and slower. On CPU the
+        gradient is deterministic.
     """
     x, rois, size, scale = _prepare("roi_pool", input, boxes, output_size, spatial_scale)
-    return _roi_pool(x, rois, size, scale)
+    return _roi_pool(x, rois, _Pool(size, scale))
 
 
 # ------------------------------------------------------------------ roi_align
@@ -425,73 +472,125 @@ def _axis_weights(start, bin_size, grid, count: int, size: int, static_grid: int
     return weight, touched, zero, positive, outside, has
 
 
-def _apply(x: jax.Array, b: jax.Array, my: jax.Array, mx: jax.Array) -> jax.Array:
-    """``out[k, c, i, j] = sum_{h, w} my[k, i, h] x[b_k, c, h, w] mx[k, j, w]``."""
+def _rows(x: jax.Array, b: jax.Array, my: jax.Array, precision=None, acc=None) -> jax.Array:
+    """``t[k, i, c, w] = sum_h my[k, i, h] x[b_k, c, h, w]``: one ``(K * out_h, N * H) @
+    (N * H, C * W)`` matmul."""
     n, c, h, w = x.shape
     k, oh, _ = my.shape
     onehot = (b[:, None] == jnp.arange(n)).astype(x.dtype)  # (K, N)
     rows = (my[:, :, None, :] * onehot[:, None, :, None]).reshape(k * oh, n * h)
-    t1 = rows @ jnp.transpose(x, (0, 2, 1, 3)).reshape(n * h, c * w)  # (K*oh, C*W)
+    xt = jnp.transpose(x, (0, 2, 1, 3)).reshape(n * h, c * w)
+    return jnp.matmul(rows, xt, precision=precision, preferred_element_type=acc).reshape(k, oh, c, w)
+
+
+def _cols(t1: jax.Array, mx: jax.Array, precision=None, acc=None) -> jax.Array:
+    """``out[k, c, i, j] = sum_w t1[k, i, c, w] mx[k, j, w]``."""
     # Contract W keeping t1's layout (writing (K, C, oh, ow) directly is ~5x slower on
     # CPU), then move the small result into place.
-    t2 = jnp.einsum("kicw,kjw->kicj", t1.reshape(k, oh, c, w), mx)
+    t2 = jnp.einsum("kicw,kjw->kicj", t1, mx, precision=precision, preferred_element_type=acc)
     return jnp.transpose(t2, (0, 2, 1, 3))
 
 
-@jax.custom_jvp
-def _align_linear(x, b, my, mx, count, masks):
-    """The linear map with torchvision's NaN/inf pattern in the primal."""
-    finite = jnp.isfinite(x)
-    out = _apply(jnp.where(finite, x, 0), b, my, mx) / count
+def _apply(x: jax.Array, b: jax.Array, my: jax.Array, mx: jax.Array, precision=None) -> jax.Array:
+    """``out[k, c, i, j] = sum_{h, w} my[k, i, h] x[b_k, c, h, w] mx[k, j, w]``."""
+    return _cols(_rows(x, b, my, precision), mx, precision)
 
-    def fix(out):
-        ty, zy, py, tx, zx, px, outside = masks
+
+def _nonfinite_pattern(x, b, masks, hit, out):
+    """``out`` with torchvision's NaN/inf pattern: a bin is NaN where a sample reads a
+    NaN, or an inf with a zero factor (``0 * inf``), or, outside the map, a non-finite
+    pixel ``(0, 0)`` (times 0); else +-inf where a sample reads +-inf with a positive
+    factor (NaN if both). ``hit(ry, m, rx)``: per bin and channel, whether a pixel
+    flagged in ``m`` lies on a row flagged in ``ry`` and a column flagged in ``rx``."""
+    ty, zy, py, tx, zx, px, outside = masks
+    isinf = jnp.isinf(x)
+    corner = x[b, :, 0, 0][:, :, None, None]  # what out-of-map samples read, times 0
+    out_of = outside[:, None]
+    nan = hit(ty, jnp.isnan(x), tx) | (out_of & ~jnp.isfinite(corner))
+    nan |= hit(zy, isinf, tx) | hit(ty, isinf, zx)
+    pos, neg = hit(py, x == jnp.inf, px), hit(py, x == -jnp.inf, px)
+    out = jnp.where(pos, jnp.inf, jnp.where(neg, -jnp.inf, out))
+    return jnp.where(nan | (pos & neg), jnp.nan, out)
+
+
+def _portable_hit(b, precision):
+    """``hit`` for the portable formulation: the flags as 0/1 bfloat16 contractions (one
+    bfloat16 pass: tensor cores on GPU, one MXU pass on TPU; bfloat16 intermediates,
+    half the memory traffic of float32 ones), thresholded after each. Products are 0
+    or 1, so a sum is positive exactly when one product is, whatever the precision
+    setting, accumulation order or rounding of the sum."""
+    bf16 = jnp.bfloat16
+
+    def hit(ry, m, rx):
+        t1 = _rows(m.astype(bf16), b, ry.astype(bf16), precision) > 0
+        return _cols(t1.astype(bf16), rx.astype(bf16), precision) > 0
+
+    return hit
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _align_linear(form: str, precision, x, b, my, mx, count, masks):
+    """The linear map with torchvision's NaN/inf pattern in the primal. ``form``:
+    ``"cpu"`` (the pattern behind a ``cond`` on a finite map, ``Precision.DEFAULT``)
+    or ``"portable"`` (the pattern always, at ``precision``)."""
+    finite = jnp.isfinite(x)
+    if form == "cpu":
+        out = _apply(jnp.where(finite, x, 0), b, my, mx) / count
         f = lambda a: a.astype(x.dtype)  # noqa: E731
         hit = lambda ry, m, rx: _apply(f(m), b, f(ry), f(rx)) > 0  # noqa: E731
-        isinf = jnp.isinf(x)
-        corner = x[b, :, 0, 0][:, :, None, None]  # what out-of-map samples read, times 0
-        out_of = outside[:, None]
-        nan = hit(ty, jnp.isnan(x), tx) | (out_of & ~jnp.isfinite(corner))
-        nan |= hit(zy, isinf, tx) | hit(ty, isinf, zx)
-        pos, neg = hit(py, x == jnp.inf, px), hit(py, x == -jnp.inf, px)
-        out = jnp.where(pos, jnp.inf, jnp.where(neg, -jnp.inf, out))
-        return jnp.where(nan | (pos & neg), jnp.nan, out)
-
-    return lax.cond(jnp.all(finite), lambda o: o, fix, out)
+        return _cpu.unless_finite(finite, out, functools.partial(_nonfinite_pattern, x, b, masks, hit))
+    out = _apply(jnp.where(finite, x, 0), b, my, mx, precision) / count
+    return _nonfinite_pattern(x, b, masks, _portable_hit(b, precision), out)
 
 
 @_align_linear.defjvp
-def _align_linear_jvp(primals, tangents):
+def _align_linear_jvp(form, precision, primals, tangents):
     x, b, my, mx, count, masks = primals
     dx = tangents[0]
-    return _align_linear(x, b, my, mx, count, masks), _apply(dx, b, my, mx) / count
+    tangent = _apply(dx, b, my, mx, None if form == "cpu" else precision) / count
+    return _align_linear(form, precision, x, b, my, mx, count, masks), tangent
 
 
-@functools.partial(jax.jit, static_argnames=("output_size", "spatial_scale", "sampling_ratio", "aligned"))
-def _roi_align(x, rois, output_size, spatial_scale, sampling_ratio, aligned):
+@dataclasses.dataclass(frozen=True)
+class _Align:
+    """A validated roi_align: every field static and hashable."""
+
+    output_size: tuple[int, int]
+    spatial_scale: float
+    sampling_ratio: int
+    aligned: bool
+    precision: Any
+
+
+@functools.partial(jax.jit, static_argnames=("cfg",))
+def _roi_align(x, rois, cfg: _Align):
     n, _, h, w = x.shape
-    oh, ow = output_size
+    oh, ow = cfg.output_size
     dt = x.dtype
     rois = lax.stop_gradient(rois)  # torchvision gives boxes no gradient
     b, valid = _batch_rows(rois, n)
-    offset = jnp.asarray(0.5 if aligned else 0.0, dt)
-    c = rois[:, 1:] * jnp.asarray(spatial_scale, dt) - offset
+    offset = jnp.asarray(0.5 if cfg.aligned else 0.0, dt)
+    c = rois[:, 1:] * jnp.asarray(cfg.spatial_scale, dt) - offset
     sw, sh, ew, eh = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
     rw, rh = ew - sw, eh - sh
-    if not aligned:
+    if not cfg.aligned:
         rw, rh = jnp.maximum(rw, 1.0), jnp.maximum(rh, 1.0)
     bin_h, bin_w = _exact_div(rh, oh), _exact_div(rw, ow)
-    static = sampling_ratio if sampling_ratio > 0 else None
+    static = cfg.sampling_ratio if cfg.sampling_ratio > 0 else None
     if static is None:
         gh, gw = jnp.ceil(bin_h).astype(jnp.int32), jnp.ceil(bin_w).astype(jnp.int32)
     else:
-        gh = gw = jnp.full(rois.shape[:1], sampling_ratio, jnp.int32)
+        gh = gw = jnp.full(rois.shape[:1], cfg.sampling_ratio, jnp.int32)
     count = jnp.maximum(gh * gw, 1).astype(dt)[:, None, None, None]
     my, ty, zy, py, out_y, has_y = _axis_weights(sh, bin_h, gh, oh, h, static)
     mx, tx, zx, px, out_x, has_x = _axis_weights(sw, bin_w, gw, ow, w, static)
     outside = (out_y[:, :, None] & has_x[:, None, :]) | (has_y[:, :, None] & out_x[:, None, :])
     masks = (ty, zy, py, tx, zx, px, outside)
-    out = _align_linear(x, b, my, mx, count, masks)
+    out = _platform.choose(
+        x, b, my, mx, count, masks,
+        cpu=functools.partial(_align_linear, "cpu", cfg.precision),
+        portable=functools.partial(_align_linear, "portable", cfg.precision),
+    )
     return jnp.where(valid[:, None, None, None], out, jnp.nan)
 
 
@@ -502,6 +601,8 @@ def roi_align(
     spatial_scale: float = 1.0,
     sampling_ratio: int = -1,
     aligned: bool = False,
+    *,
+    precision: Any = None,
 ) -> jax.Array:
     r"""RoIAlign (Mask R-CNN), like ``torchvision.ops.roi_align``.
 
@@ -525,6 +626,11 @@ def roi_align(
         spatial_scale: factor from box coordinates to map coordinates.
         sampling_ratio: samples per bin and axis; ``<= 0`` for adaptive.
         aligned: subtract 0.5 from the scaled box (pixel-centre alignment).
+        precision: keyword-only; the contraction precision on GPU/TPU, as
+            ``lax.dot_general`` takes it. ``None`` (the default) means
+            ``lax.Precision.HIGHEST``: float32-exact products, as torchvision
+            on CPU. Pass ``"default"`` for TF32 (GPU) or one bfloat16 pass
+            (TPU). XLA:CPU computes float32 in float32 whatever the setting.
 
     Returns:
         ``(K, C, out_h, out_w)`` features; the gradient w.r.t. ``input`` is
@@ -534,7 +640,7 @@ def roi_align(
         ValueError: input not 4-d, boxes not ``(K, 5)`` / list of ``(L, 4)``,
             non-positive ``output_size``.
         TypeError: non-floating input, boxes of another dtype, non-int
-            ``sampling_ratio``, non-number scale.
+            ``sampling_ratio``, non-number scale, an unknown ``precision``.
 
     Example:
         >>> x = jnp.arange(16.0).reshape(1, 1, 4, 4)
@@ -548,10 +654,17 @@ def roi_align(
         under ``jit``: that RoI's output is NaN and it receives no gradient;
         under :func:`jaxops.checked` it raises. ``boxes`` get a zero gradient,
         as torchvision gives them none.
+
+        The samples are contractions (``My @ X @ Mx^T`` per RoI, and their
+        transposes in the gradient), computed at ``precision`` on GPU/TPU: a
+        lower setting is faster and rounds the map and the bilinear weights
+        (TF32 keeps about 3 significant digits, bfloat16 about 2). Which bins
+        are NaN or +-inf does not depend on it.
     """
     op = "roi_align"
     x, rois, size, scale = _prepare(op, input, boxes, output_size, spatial_scale)
     ratio = _utils.as_int(op, "sampling_ratio", sampling_ratio)
     if not isinstance(aligned, (bool, np.bool_)):
         raise _utils.fail(op, f"aligned must be a bool, got {aligned!r}", TypeError)
-    return _roi_align(x, rois, size, scale, ratio, bool(aligned))
+    cfg = _Align(size, scale, ratio, bool(aligned), _utils.precision(op, precision))
+    return _roi_align(x, rois, cfg)

@@ -9,6 +9,8 @@ import pytest
 from jax.experimental import checkify
 
 import jaxops
+from jaxops.testing import lowering, portable
+
 
 def _temp_bytes(op, k, shape=(1, 8, 32, 32), out=7):
     """Temporary bytes of the compiled forward and forward+backward programs."""
@@ -79,3 +81,146 @@ def test_roi_align_boxes_get_zero_gradient_like_torchvision():
     b = jnp.array([[0, 0.3, 0.7, 4.2, 3.9]])
     g = jax.grad(lambda b: jnp.sum(jaxops.roi_align(x, b, 2)))(b)
     assert float(jnp.abs(g).sum()) == 0.0
+
+
+# ---------------------------------------------------------------- the two formulations
+
+
+def _both_formulations(f, *args):
+    """``f(*args)`` as XLA:CPU runs it (the CPU-tuned formulation) and under portable()."""
+    native = jax.jit(f)(*args)
+    with portable():
+        ported = jax.jit(f)(*args)
+    return native, ported
+
+
+_POOL_MAP = (24, 20)  # with out (3, 2), the CPU depths are 3x3, 4x4 and 5x5 levels
+
+
+def _pool_boxes(kind):
+    """RoIs (map 24 x 20) for each of the CPU formulation's table depths: bins up to 7
+    long (``small``), RoIs inside the map (``inside``), anything (``any``: the whole
+    map, beyond every edge, outside). Each set has overlapping, duplicated and .5-corner
+    RoIs and a single pixel."""
+    h, w = _POOL_MAP
+    small = [
+        [0, 1, 1, 4, 3],
+        [0, 1, 1, 4, 3],  # duplicate: its gradient doubles at the same argmax
+        [0, 0, 2, 5, 6],  # overlaps the first two
+        [1, 2.5, 3.5, 7.5, 9.5],  # .5 corners (rounded half away from zero)
+        [0, 3, 2, 3, 2],  # a single pixel
+    ]
+    inside = small + [[0, 2, 3, 17, 22], [1, 0, 0, 12, 23]]
+    anywhere = inside + [
+        [1, 0, 0, w - 1, h - 1],  # the whole map
+        [1, -3, -2, w + 4, h + 5],  # beyond every edge: bins clipped to the map
+        [0, -40, -40, w + 40, h + 40],  # its middle bins span the map (the full depth)
+        [0, w + 2, h + 2, w + 9, h + 9],  # outside: empty bins
+    ]
+    return jnp.array({"small": small, "inside": inside, "any": anywhere}[kind], jnp.float32)
+
+
+@pytest.mark.parametrize("kind", ["small", "inside", "any"])
+def test_roi_pool_formulations_agree_exactly_with_ties_and_overlaps(kind):
+    """The portable formulation (the full-depth table, unrolled) and the CPU one (a
+    scanned table as shallow as the bins allow) give the same maxima, and the same
+    argmax (the first in row-major order) receives the same accumulated gradient."""
+    h, w = _POOL_MAP
+    x = jax.random.randint(jax.random.key(2), (2, 3, h, w), -2, 3).astype(jnp.float32)  # many ties
+    x = x.at[0, 0, 4:7, 2:5].set(jnp.nan).at[1, 1, :, 3].set(-jnp.inf)
+    boxes, out = _pool_boxes(kind), (3, 2)
+    cot = jax.random.normal(jax.random.key(3), (boxes.shape[0], 3, *out))
+
+    def f(x):
+        y, vjp = jax.vjp(lambda x: jaxops.roi_pool(x, boxes, out), x)
+        return y, vjp(cot)[0]
+
+    (y_cpu, g_cpu), (y_port, g_port) = _both_formulations(f, x)
+    np.testing.assert_array_equal(y_port, y_cpu)
+    np.testing.assert_array_equal(g_port, g_cpu)
+    assert float(jnp.abs(g_cpu).sum()) > 0
+
+
+def test_roi_pool_portable_formulation_has_no_loop_and_one_scatter():
+    """Lowered for GPU: the table is unrolled (no while), its depth static (no case); the
+    gradient's one scatter-add is the accumulation at the argmax."""
+    x = jnp.zeros((2, 3, *_POOL_MAP))
+    boxes = _pool_boxes("any")
+    f = lambda x: jaxops.roi_pool(x, boxes, 2)
+    fwd = lowering.op_counts(lowering.lowered_text(f, x, platform="cuda"))
+    grad = lowering.op_counts(lowering.lowered_text(jax.grad(lambda x: f(x).sum()), x, platform="cuda"))
+    assert (fwd["while"], fwd["case"], fwd["scatter"]) == (0, 0, 0), fwd
+    assert (grad["while"], grad["case"], grad["scatter"]) == (0, 0, 1), grad
+    cpu = lowering.op_counts(lowering.lowered_text(f, x, platform="cpu"))
+    assert cpu["while"] > 0 and cpu["case"] == 1, cpu  # the CPU formulation is untouched
+
+
+def _specials_map():
+    x = jax.random.normal(jax.random.key(4), (2, 3, 8, 9))
+    x = x.at[0, 0, 1, 2].set(jnp.nan).at[0, 0, 0, 0].set(jnp.inf)  # (0, 0): what out-of-map samples read
+    x = x.at[1, 2, 2, 1].set(-jnp.inf).at[0, 1, 7, 8].set(jnp.inf)  # the clamped bottom-right corner
+    return x.at[1, 0, 3, 3].set(jnp.nan).at[0, 2, 5, 5].set(jnp.inf).at[0, 2, 5, 6].set(-jnp.inf)
+
+
+_ALIGN_BOXES = jnp.array(
+    [
+        [0, 0.5, 0.5, 4.5, 3.5],
+        [1, -0.5, -1.5, 2.5, 6.5],
+        [0, 1.0, 1.0, 6.0, 5.0],
+        [0, 4.0, 4.0, 7.0, 6.0],  # reads the +inf and -inf at (5, 5), (5, 6)
+        [1, 20.0, 20.0, 30.0, 25.0],  # outside: reads pixel (0, 0) times 0
+        [0, -9.0, -9.0, -3.0, -2.0],
+        [1, 0.0, 0.0, 8.0, 7.0],
+        [0, -2.0, 4.0, 12.0, 9.5],
+        [0, 2.0, 0.0, 2.0, 0.0],  # zero-size: samples on pixel rows, zero factors
+    ],
+    jnp.float32,
+)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"sampling_ratio": 2, "aligned": True}])
+def test_roi_align_portable_nan_inf_pattern_without_a_branch(kwargs):
+    """The portable formulation computes the NaN/inf pattern unconditionally (no cond):
+    it matches the CPU formulation's (behind a cond) exactly, output and gradient, and
+    a finite map keeps exactly the plain linear map's values."""
+    x = _specials_map()
+    f = lambda x: jaxops.roi_align(x, _ALIGN_BOXES, (3, 2), 1.0, **kwargs)
+    g = jax.grad(lambda x: jnp.sum(jnp.nan_to_num(f(x))))
+    (y_cpu, g_cpu), (y_port, g_port) = _both_formulations(lambda x: (f(x), g(x)), x)
+    np.testing.assert_array_equal(np.isnan(y_port), np.isnan(y_cpu))
+    np.testing.assert_array_equal(np.isposinf(y_port), np.isposinf(y_cpu))
+    np.testing.assert_array_equal(np.isneginf(y_port), np.isneginf(y_cpu))
+    assert np.isnan(y_cpu).any() and np.isinf(y_cpu).any()
+    np.testing.assert_allclose(y_port, y_cpu, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(g_port, g_cpu, rtol=1e-6, atol=1e-6)
+    finite = jnp.nan_to_num(x, nan=0.5, posinf=2.0, neginf=-2.0)
+    assert np.isfinite(jax.jit(f)(finite)).all()
+    counts = lowering.op_counts(lowering.lowered_text(f, x, platform="cuda"))
+    assert (counts["while"], counts["case"], counts["scatter"]) == (0, 0, 0), counts
+
+
+@pytest.mark.parametrize("precision", ["default", jax.lax.DotAlgorithmPreset.BF16_BF16_F32])
+def test_roi_align_nan_inf_pattern_does_not_depend_on_precision(precision):
+    """The pattern's contractions multiply 0/1 flags (in bfloat16), exact at any
+    precision setting or algorithm. (XLA:CPU computes the float32 contractions in
+    float32 whatever they ask for, so the values cannot move here; on GPU/TPU they
+    do, the pattern does not.)"""
+    x = _specials_map()
+    with portable():
+        ref = jaxops.roi_align(x, _ALIGN_BOXES, 3)
+        low = jaxops.roi_align(x, _ALIGN_BOXES, 3, precision=precision)
+    for check in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(check(low), check(ref))
+    finite = np.isfinite(ref)
+    np.testing.assert_allclose(low[finite], ref[finite], rtol=1e-2, atol=1e-2)
+
+
+def test_roi_align_precision_is_keyword_only_and_checked():
+    x = jnp.ones((1, 1, 4, 4))
+    b = jnp.array([[0.0, 0, 0, 2, 2]])
+    with pytest.raises(TypeError):
+        jaxops.roi_align(x, b, 1, 1.0, -1, False, "highest")
+    with pytest.raises(TypeError, match=r"jaxops\.roi_align: precision must be"):
+        jaxops.roi_align(x, b, 1, precision="fastest")
+    for p in (None, "highest", jax.lax.Precision.HIGH, ("high", "highest")):
+        np.testing.assert_allclose(jaxops.roi_align(x, b, 1, sampling_ratio=2, precision=p), 1.0)

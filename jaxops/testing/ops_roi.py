@@ -157,6 +157,7 @@ def _errors(name):
     if name == "roi_align":
         yield ErrorInput(SampleInput((x, b, 2), {"sampling_ratio": 1.5}), TypeError, r"sampling_ratio must be an int, got 1\.5")
         yield ErrorInput(SampleInput((x, b, 2), {"aligned": "yes"}), TypeError, r"aligned must be a bool, got 'yes'")
+        yield ErrorInput(SampleInput((x, b, 2), {"precision": "fastest"}), TypeError, op + r"precision must be None, a lax\.Precision")
 
 
 def _strategy(align):
