@@ -1,11 +1,26 @@
 """The parity registry shared by the test suite and ``python -m jaxops``.
 
-``REGISTRY`` holds one :class:`OpInfo` per implemented op; ``ALL_OPS`` is the
-full list the project covers, so the report can name ops not yet implemented.
+``REGISTRY`` holds one :class:`OpInfo` per op, from one registry module per op
+module (``ops_pooling`` for ``jaxops/pooling.py``, ...); ``ALL_OPS`` is the
+list of their names, in registry order.
 """
 
-from jaxops.testing import ops_basic, ops_conv, ops_norm_loss, ops_pooling, ops_roi
+from jaxops.testing import (
+    ops_activation,
+    ops_conv,
+    ops_losses,
+    ops_normalization,
+    ops_pooling,
+    ops_roi,
+    ops_shape,
+)
 from jaxops.testing.opinfo import ErrorInput, OpInfo, SampleInput, Tol, is_floating
+
+REGISTRY: dict[str, OpInfo] = {
+    info.name: info
+    for module in (ops_pooling, ops_conv, ops_shape, ops_activation, ops_roi, ops_normalization, ops_losses)
+    for info in module.OPS
+}
 
 ALL_OPS = (
     "max_pool2d",
@@ -21,11 +36,5 @@ ALL_OPS = (
     "cross_entropy",
     "mse_loss",
 )
-
-REGISTRY: dict[str, OpInfo] = {
-    info.name: info
-    for module in (ops_pooling, ops_conv, ops_basic, ops_roi, ops_norm_loss)
-    for info in module.OPS
-}
 
 __all__ = ["ALL_OPS", "REGISTRY", "ErrorInput", "OpInfo", "SampleInput", "Tol", "is_floating"]

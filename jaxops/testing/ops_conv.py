@@ -5,19 +5,10 @@ from __future__ import annotations
 import numpy as np
 
 import jaxops
+from jaxops.testing._common import import_torch, randn
 from jaxops.testing.opinfo import ErrorInput, OpInfo, SampleInput, Tol
 
 MODES = ("zeros", "reflect", "replicate", "circular")
-
-
-def randn(rng: np.random.Generator, *shape: int, dtype=np.float32) -> np.ndarray:
-    return np.asarray(rng.standard_normal(shape), dtype=dtype)
-
-
-def _torch():
-    import torch
-
-    return torch
 
 
 def _with_specials(x: np.ndarray) -> np.ndarray:
@@ -34,7 +25,7 @@ def _with_specials(x: np.ndarray) -> np.ndarray:
 def _conv2d_ref(
     input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros"
 ):
-    torch = _torch()
+    torch = import_torch()
     if padding_mode == "zeros":
         return torch.nn.functional.conv2d(input, weight, bias, stride, padding, dilation, groups)
     # nn.Conv2d is the only torch API with padding_mode: call it with our tensors as its parameters.
@@ -439,7 +430,7 @@ def _conv_transpose2d_ref(
     dilation=1,
     output_size=None,
 ):
-    torch = _torch()
+    torch = import_torch()
     if output_size is None:
         return torch.nn.functional.conv_transpose2d(
             input, weight, bias, stride, padding, output_padding, groups, dilation

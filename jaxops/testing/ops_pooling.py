@@ -5,16 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 import jaxops
+from jaxops.testing._common import EXACT, HALF_DTYPES, HALF_TOL, import_torch, randn
 from jaxops.testing.opinfo import ErrorInput, OpInfo, SampleInput, Tol
-from jaxops.testing.ops_basic import HALF_DTYPES, HALF_TOL, randn
-
-EXACT = Tol(0.0, 0.0)
 
 
 def _F():
-    import torch.nn.functional as F
-
-    return F
+    return import_torch().nn.functional
 
 
 def _ints(rng: np.random.Generator, *shape: int, lo: int = -3, hi: int = 4) -> np.ndarray:
@@ -167,9 +163,7 @@ def _max_pool_strategy():
 
 
 def _pool_indices(x, k, s, p):
-    import torch
-
-    y, i = _F().max_pool2d(torch.from_numpy(x), k, s, p, return_indices=True)
+    y, i = _F().max_pool2d(import_torch().from_numpy(x), k, s, p, return_indices=True)
     return y.numpy(), i.numpy()
 
 
