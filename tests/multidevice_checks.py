@@ -22,7 +22,7 @@ import pytest
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 import jaxops
-from cases import batch_cases, batch_refs, small_cases
+from cases import batch_cases, small_cases
 from jaxops.testing import Tol, parity
 
 N_DEVICES = 8
@@ -155,7 +155,7 @@ def test_vmapped_op_on_sharded_batch(info, sample, mesh):
 @pytest.mark.parametrize("info,sample", batch_cases("sharding"))
 def test_op_on_batch_axis_sharded(info, sample, mesh):
     """The op's own batch axis N (inputs tiled to 8N) split over 8 devices; plain ``jit``."""
-    refs = batch_refs(info, sample)
+    refs = info.batch_refs(sample)
     f = _bound(info, sample, refs)
     values = [
         np.concatenate(_variants(sample.get(r), N_DEVICES)) if k == 0 else np.concatenate([sample.get(r)] * N_DEVICES)

@@ -3,7 +3,7 @@
 Serialisation needs the ``flatbuffers`` package (in the ``test`` extra). Runs on
 a few small samples per op; symbolic batch sizes are checked two ways: a
 symbolic ``vmap`` axis (every op), and a symbolic N in the op's own batch axis
-(ops and samples that have one, see ``cases.batch_refs``).
+(ops and samples that have one, see ``OpInfo.batch_args``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from jax import export
 
-from cases import batch_cases, batch_refs, small_cases
+from cases import batch_cases, small_cases
 from jaxops.testing import Tol, parity
 
 pytest.importorskip("flatbuffers", reason="jax.export serialisation needs flatbuffers")
@@ -112,7 +112,7 @@ def test_export_symbolic_vmap_batch(info, sample):
 @pytest.mark.parametrize("info,sample", batch_cases("export"))
 def test_export_symbolic_batch_axis(info, sample):
     """The op's own batch axis N exported as a symbolic dimension, called with N and 2N."""
-    refs = batch_refs(info, sample)
+    refs = info.batch_refs(sample)
     f = _bound(info, sample, refs)
     (n,) = export.symbolic_shape("n")
     specs = [

@@ -2,7 +2,8 @@
 
 The generic tests only check what the registry holds; these make sure it holds
 enough: error inputs, NaN/inf and empty samples, a fuzz strategy, clear errors
-for non-array inputs (eagerly and under ``jit``), and honest opt-outs.
+for non-array inputs (eagerly and under ``jit``), declared batch axes and
+data-dependent errors, and honest opt-outs and deviations.
 """
 
 from __future__ import annotations
@@ -13,9 +14,13 @@ import pytest
 from hypothesis.strategies import SearchStrategy
 
 import jaxops
-from jaxops.testing import ALL_OPS, REGISTRY, SampleInput, is_floating, parity
+from jaxops import _checks
+from jaxops.testing import ALL_OPS, REGISTRY, SampleInput, is_floating, no_batch_axis, parity
+from jaxops.testing.opinfo import DTYPE_CHECKS
 
 CHECKS = {"forward", "vjp", "jit", "vmap", "jvp"}
+# Every check that tests/cases.py selects samples for: where ``SampleInput.xfail`` can apply.
+CASE_CHECKS = CHECKS | {"jacobian", "hvp", "remat", "export", "float64", "half", "mixed_dtypes", "sharding"}
 
 
 def _is_placeholder(fn) -> bool:
@@ -94,6 +99,66 @@ def test_samples_are_named_sized_and_opt_out_honestly(name):
         for check, reason in s.skip.items():
             assert isinstance(reason, str) and len(reason) >= 20, f"{s.name}: skip[{check!r}] needs a real reason"
         assert s.skip.keys() != CHECKS, f"{s.name} opts out of every check"
+        assert set(s.xfail) <= CASE_CHECKS, s.xfail
+        for check, reason in s.xfail.items():
+            assert isinstance(reason, str) and len(reason) >= 20, f"{s.name}: xfail[{check!r}] needs a real reason"
+            assert check not in s.skip, f"{s.name} both skips and expects to fail {check!r}"
+
+
+@pytest.mark.parametrize("name", ALL_OPS)
+def test_dtype_deviations_are_known_checks_with_reasons(name):
+    deviations = REGISTRY[name].dtype_deviations
+    assert set(deviations) <= set(DTYPE_CHECKS), deviations
+    for check, reason in deviations.items():
+        assert isinstance(reason, str) and len(reason) >= 20, f"dtype_deviations[{check!r}] needs a real reason"
+
+
+@pytest.mark.parametrize("name", ALL_OPS)
+def test_op_declares_its_batch_axis(name):
+    """``batch_args`` is declared (``no_batch_axis`` for an op without one) and names array
+    arguments that share their leading axis; an op with a batch axis shows it in some sample."""
+    info = REGISTRY[name]
+    assert info.batch_args is not None, (
+        f"{name}: declare OpInfo.batch_args (or batch_args=no_batch_axis): the export and "
+        "sharding checks of the batch axis N read it"
+    )
+    batched = 0
+    for s in info.samples():
+        refs = info.batch_args(s)
+        if not refs:
+            continue
+        arrays = [s.get(r) for r in refs]
+        assert all(isinstance(a, np.ndarray) and a.ndim >= 1 for a in arrays), (s.name, refs)
+        assert len({a.shape[0] for a in arrays}) == 1, f"{s.name}: {refs} differ in their leading axis"
+        batched += bool(info.batch_refs(s))
+    if info.batch_args is not no_batch_axis:
+        assert batched, f"{name} declares a batch axis but no sample has a non-empty one"
+
+
+def _effects(info, sample) -> bool:
+    """Whether tracing ``sample`` with checks enabled emits a data-dependent check."""
+    refs = _array_refs(sample)
+
+    def f(*values):
+        return parity.call_jax(info, sample, **{parity.override_key(r): v for r, v in zip(refs, values)})
+
+    with _checks._enabled():
+        return bool(jax.make_jaxpr(f)(*[parity.to_jax(sample.get(r)) for r in refs]).effects)
+
+
+@pytest.mark.parametrize("name", ALL_OPS)
+def test_data_dependent_checks_are_declared(name):
+    """An op that emits data-dependent checks (``_checks.data_check``) declares its errors in
+    ``OpInfo.data_errors`` (tests/test_checked.py runs each), and each declared bad call is checked."""
+    info = REGISTRY[name]
+    samples = info.samples()
+    spread = samples[:: max(1, len(samples) // 12)]
+    checking = [s.name for s in spread if _effects(info, s)]
+    if checking:
+        assert info.data_errors, f"{name} emits data-dependent checks ({checking[:3]}) but declares no data_errors"
+    for err in info.data_errors:
+        assert _effects(info, err.bad), f"{name}: {err.bad!r} emits no data-dependent check"
+        assert err.match.startswith(rf"^jaxops\.{name}: "), err.match
 
 
 def _array_refs(sample: SampleInput):

@@ -14,7 +14,15 @@ from jaxops.testing import (
     ops_roi,
     ops_shape,
 )
-from jaxops.testing.opinfo import ErrorInput, OpInfo, SampleInput, Tol, is_floating
+from jaxops.testing.opinfo import (
+    DataError,
+    ErrorInput,
+    OpInfo,
+    SampleInput,
+    Tol,
+    is_floating,
+    no_batch_axis,
+)
 
 REGISTRY: dict[str, OpInfo] = {
     info.name: info
@@ -37,4 +45,14 @@ ALL_OPS = (
     "mse_loss",
 )
 
-__all__ = ["ALL_OPS", "REGISTRY", "ErrorInput", "OpInfo", "SampleInput", "Tol", "is_floating"]
+__all__ = [
+    "ALL_OPS",
+    "REGISTRY",
+    "DataError",
+    "ErrorInput",
+    "OpInfo",
+    "SampleInput",
+    "Tol",
+    "is_floating",
+    "no_batch_axis",
+]

@@ -6,7 +6,15 @@ import numpy as np
 
 import jaxops
 from jaxops.testing import strategies as S
-from jaxops.testing._common import EXACT, HALF_DTYPES, HALF_TOL, SPECIALS, import_torch, randn
+from jaxops.testing._common import (
+    EXACT,
+    HALF_DTYPES,
+    HALF_TOL,
+    SPECIALS,
+    batch_axis,
+    import_torch,
+    randn,
+)
 from jaxops.testing.opinfo import ErrorInput, OpInfo, SampleInput, Tol
 
 # ---------------------------------------------------------------- sigmoid
@@ -71,6 +79,7 @@ OPS = [
         # One exp and one division: a few ulps apart at most.
         fwd_tol=Tol(1e-6, 1e-7),
         grad_tol=Tol(1e-6, 1e-7),
+        batch_args=batch_axis(0),
         torch_name="torch.sigmoid",
         strategy=_sigmoid_strategy,
     ),

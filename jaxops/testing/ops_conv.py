@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import jaxops
-from jaxops.testing._common import import_torch, randn
+from jaxops.testing._common import batch_axis, import_torch, randn
 from jaxops.testing.opinfo import ErrorInput, OpInfo, SampleInput, Tol
 
 MODES = ("zeros", "reflect", "replicate", "circular")
@@ -746,6 +746,7 @@ OPS = [
         sample_inputs=_conv2d_samples,
         error_inputs=_conv2d_errors,
         grad_args=(0, 1, "bias"),
+        batch_args=batch_axis(0, ndim=4),
         formula="out[n,o] = b[o] + sum_c w[o,c] * pad(x)[n,c] (strided, dilated, grouped)",
         # Sums of up to ~100 (forward) and ~1000 (weight gradient) float32 products of
         # unit-variance terms, accumulated in a different order than torch's kernels.
@@ -761,6 +762,7 @@ OPS = [
         sample_inputs=_conv_transpose2d_samples,
         error_inputs=_conv_transpose2d_errors,
         grad_args=(0, 1, "bias"),
+        batch_args=batch_axis(0, ndim=4),
         formula="out = vjp_x(conv2d(x, w, pad=(p, p - output_padding)))(input) + b",
         # As conv2d: sums of up to a few hundred float32 products in a different order.
         fwd_tol=Tol(1e-5, 1e-5),

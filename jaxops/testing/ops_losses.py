@@ -11,7 +11,7 @@ import numpy as np
 import jaxops
 from jaxops.testing import strategies as S
 from jaxops.testing._common import HALF_DTYPES, HALF_TOL, SPECIALS, import_torch, randn
-from jaxops.testing.opinfo import ErrorInput, OpInfo, SampleInput, Tol
+from jaxops.testing.opinfo import ArgRef, DataError, ErrorInput, OpInfo, SampleInput, Tol
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -148,6 +148,22 @@ def _cross_entropy_errors():
     yield ErrorInput(SampleInput(([[0.0, 1.0]], t)), TypeError, r"input must be an array, got list")
 
 
+def _cross_entropy_batch_args(sample: SampleInput) -> tuple[ArgRef, ...]:
+    """Input (N, C, ...) and target (N, ...): N is the batch axis; a (C) input has none."""
+    return (0, 1) if sample.ndim(0) >= 2 and sample.ndim(1) >= 1 else ()
+
+
+CROSS_ENTROPY_DATA_ERRORS = (
+    DataError(
+        bad=SampleInput((np.ones((2, 3), np.float32), np.array([0, 7])), {"reduction": "none"}, name="class 7 of 3"),
+        good=SampleInput((np.ones((3, 3), np.float32), np.array([0, 2, -100])), {"reduction": "none"}, name="in range, one ignored"),
+        match=r"^jaxops\.cross_entropy: .*class index 7\b",
+        unchecked=lambda out: np.isfinite(out[0]) and np.isnan(out[1]),  # that element's loss is NaN
+        finite_grad=False,  # the NaN loss element's gradient reaches its row of the input
+    ),
+)
+
+
 def _cross_entropy_strategy():
     from hypothesis import strategies as st
 
@@ -273,6 +289,13 @@ def _mse_samples(rng):
         )
 
 
+def _mse_batch_args(sample: SampleInput) -> tuple[ArgRef, ...]:
+    """Input and target of one shape (and a weight of that shape) share their leading axis;
+    a broadcast target has no common batch axis."""
+    same = sample.ndim(0) >= 1 and np.shape(sample.get(0)) == np.shape(sample.get(1))
+    return ((0, 1) + (("weight",) if sample.ndim("weight") > 0 else ())) if same else ()
+
+
 def _mse_strategy():
     from hypothesis import strategies as st
 
@@ -324,6 +347,8 @@ OPS = [
         sample_inputs=_cross_entropy_samples,
         error_inputs=_cross_entropy_errors,
         grad_args=(0,),
+        batch_args=_cross_entropy_batch_args,
+        data_errors=CROSS_ENTROPY_DATA_ERRORS,
         formula="l_n = (1-e) w_y (-log p_y) + e/C sum_c w_c (-log p_c); mean over sum w_y",
         # A log-sum-exp and short reductions, summed in a different order than torch.
         fwd_tol=Tol(1e-5, 1e-6),
@@ -338,6 +363,7 @@ OPS = [
         sample_inputs=_mse_samples,
         error_inputs=_mse_errors,
         grad_args=(0, 1),
+        batch_args=_mse_batch_args,
         formula="l_n = w_n (x_n - y_n)^2; mean = sum(l) / sum(w)",
         fwd_tol=MSE_TOL,
         grad_tol=MSE_TOL,

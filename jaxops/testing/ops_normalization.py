@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 
 import jaxops
-from jaxops.testing._common import HALF_DTYPES, HALF_TOL, import_torch, randn
+from jaxops.testing._common import HALF_DTYPES, HALF_TOL, batch_axis, import_torch, randn
 from jaxops.testing.opinfo import ErrorInput, OpInfo, SampleInput, Tol
 
 # ---------------------------------------------------------------- batch_norm
@@ -173,6 +173,7 @@ OPS = [
         error_inputs=_batch_norm_errors,
         grad_args=(0, "weight", "bias"),
         grad_outputs=(0,),  # torch's running-statistics updates are not differentiable
+        batch_args=batch_axis(0, min_ndim=2),
         formula="y = (x - E[x]) / sqrt(Var[x] + eps) * w + b; running = (1-m) running + m stat",
         # Two reductions over at most a few hundred values, in a different order than torch.
         fwd_tol=Tol(1e-5, 1e-6),

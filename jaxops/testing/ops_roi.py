@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 import jaxops
-from jaxops.testing._common import EXACT, randn
-from jaxops.testing.opinfo import ErrorInput, OpInfo, SampleInput, Tol
+from jaxops.testing._common import EXACT, batch_axis, randn
+from jaxops.testing.opinfo import DataError, ErrorInput, OpInfo, SampleInput, Tol
 
 
 def _random_rois(rng, k, n, lo, hi, min_size=0.0, max_size=None, dtype=np.float32):
@@ -156,6 +156,41 @@ def _errors(name):
         yield ErrorInput(SampleInput((x, b, 2), {"aligned": "yes"}), TypeError, r"aligned must be a bool, got 'yes'")
 
 
+_MAP = np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4)
+
+
+def _boxes(index: float) -> np.ndarray:
+    return np.array([[0.0, 0.0, 0.0, 2.0, 2.0], [index, 1.0, 1.0, 3.0, 3.0]], np.float32)
+
+
+def _second_roi_nan(out: np.ndarray) -> bool:
+    """Unchecked, the RoI with the out-of-range batch index is NaN, the others are computed."""
+    return bool(np.isfinite(out[0]).all() and np.isnan(out[1]).all())
+
+
+ROI_POOL_DATA_ERRORS = (
+    DataError(
+        bad=SampleInput((_MAP, _boxes(2.0), 2), name="batch index 2 of 2"),
+        good=SampleInput((_MAP, _boxes(1.9), 2), name="batch index 1.9 (torchvision truncates it to 1)"),
+        match=r"^jaxops\.roi_pool: .*batch index \(=2",
+        unchecked=_second_roi_nan,
+    ),
+)
+ROI_ALIGN_DATA_ERRORS = (
+    DataError(
+        bad=SampleInput((_MAP, _boxes(-1.0), 2), {"sampling_ratio": 2}, name="batch index -1"),
+        good=SampleInput((_MAP, _boxes(-0.5), 2), {"sampling_ratio": 2}, name="batch index -0.5 (truncates to 0)"),
+        match=r"^jaxops\.roi_align: .*batch index \(=-1",
+        unchecked=_second_roi_nan,
+    ),
+)
+
+# torchvision's rule, kept: a float32 map with float16 boxes is a TypeError, not promoted.
+BOXES_DTYPE = {
+    "mixed_dtypes": "raises TypeError 'boxes dtype must equal input dtype' (torchvision's rule) instead of promoting",
+}
+
+
 def _strategy(align):
     def strategy():
         from hypothesis import strategies as st
@@ -198,6 +233,9 @@ OPS = [
         formula="out[k,c,i,j] = max over bin (first max wins, NaN never)",
         grad_args=(0,),
         vmap_args=(0, 1),  # batches of feature maps and of box sets both work
+        batch_args=batch_axis(0, ndim=4),
+        data_errors=ROI_POOL_DATA_ERRORS,
+        dtype_deviations=BOXES_DTYPE,
         # A max moves values, computes none; the gradient sums at most a few cotangents.
         fwd_tol=EXACT,
         grad_tol=Tol(1e-6, 1e-6),
@@ -213,6 +251,9 @@ OPS = [
         formula="out = mean over samples of bilinear(x, s) = My X Mx^T / count",
         grad_args=(0,),
         vmap_args=(0, 1),
+        batch_args=batch_axis(0, ndim=4),
+        data_errors=ROI_ALIGN_DATA_ERRORS,
+        dtype_deviations=BOXES_DTYPE,
         # Sums of up to a few hundred bilinear terms, in a different order from torchvision's.
         fwd_tol=Tol(1e-5, 1e-6),
         grad_tol=Tol(1e-5, 1e-6),

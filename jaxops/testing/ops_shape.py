@@ -6,7 +6,7 @@ import numpy as np
 
 import jaxops
 from jaxops.testing import strategies as S
-from jaxops.testing._common import EXACT, SPECIALS, import_torch, randn
+from jaxops.testing._common import EXACT, SPECIALS, batch_axis, import_torch, randn
 from jaxops.testing.opinfo import ErrorInput, OpInfo, SampleInput
 
 # ---------------------------------------------------------------- flatten
@@ -85,6 +85,7 @@ OPS = [
         formula="out = reshape(x, d[:s] + (prod d[s..e],) + d[e+1:])",
         fwd_tol=EXACT,  # a reshape moves values, it computes none
         grad_tol=EXACT,
+        batch_args=batch_axis(0),
         torch_name="torch.flatten",
         strategy=_flatten_strategy,
     ),
