@@ -46,24 +46,8 @@ def mesh():
     return jax.make_mesh((N_DEVICES,), ("batch",), axis_types=(AxisType.Auto,))
 
 
-def _bound(info, sample, refs):
-    def f(*values):
-        return parity.call_jax(info, sample, **{parity.override_key(r): v for r, v in zip(refs, values)})
-
-    return f
-
-
 def _single_device(values):
     return [jax.device_put(v, jax.devices()[0]) for v in values]
-
-
-def _assert_close(actual, expected, tol, what):
-    """Equal to the single-device result, leaf by leaf."""
-    a_leaves, e_leaves = parity.leaves(actual), parity.leaves(expected)
-    assert len(a_leaves) == len(e_leaves), what
-    for i, (a, e) in enumerate(zip(a_leaves, e_leaves)):
-        c = parity.compare(f"{what}[{i}]", a, e, tol)
-        assert c.ok, f"{c.what}: {c.message}"
 
 
 def _assert_batch_sharded(leaf, what):
@@ -96,7 +80,7 @@ def _check_sharded(f, values, grad_pos, is_batched, tol, grad_tol, mesh, what):
     expected = jf(*single)
     with jax.set_mesh(mesh):
         actual = jf(*sharded)
-    _assert_close(actual, expected, tol, what)
+    parity.assert_trees_close(actual, expected, tol, what)
     a_leaves, treedef = jax.tree_util.tree_flatten(actual)
     e_leaves = jax.tree_util.tree_leaves(expected)
     batched = [bool(is_batched(i, a, e)) for i, (a, e) in enumerate(zip(a_leaves, e_leaves))]
@@ -125,7 +109,7 @@ def _check_sharded(f, values, grad_pos, is_batched, tol, grad_tol, mesh, what):
     sharded_cots = [jax.device_put(c, split if batched[i] else whole) for i, c in zip(inexact, cots)]
     with jax.set_mesh(mesh):
         grads = jax.jit(pull)(sharded, sharded_cots)
-    _assert_close(grads, jax.jit(pull)(single, _single_device(cots)), grad_tol, f"{what} gradient")
+    parity.assert_trees_close(grads, jax.jit(pull)(single, _single_device(cots)), grad_tol, f"{what} gradient")
     if any(batched):  # RoI ops map the batch to K replicated rows: their input gradient is a replicated scatter
         for p, g in zip(grad_pos, grads):
             _assert_batch_sharded(g, f"{what} gradient w.r.t. argument {p}")
@@ -147,7 +131,7 @@ def test_vmapped_op_on_sharded_batch(info, sample, mesh):
         return not (np.asarray(e) == np.asarray(e)[:1]).all()
 
     _check_sharded(
-        jax.vmap(_bound(info, sample, refs)), stacked, _grad_positions(info, sample, refs), is_batched,
+        jax.vmap(parity.bind(info, sample, refs)), stacked, _grad_positions(info, sample, refs), is_batched,
         sample.fwd_tol or info.fwd_tol, sample.grad_tol or info.grad_tol, mesh, "vmap",
     )
 
@@ -156,7 +140,7 @@ def test_vmapped_op_on_sharded_batch(info, sample, mesh):
 def test_op_on_batch_axis_sharded(info, sample, mesh):
     """The op's own batch axis N (inputs tiled to 8N) split over 8 devices; plain ``jit``."""
     refs = info.batch_refs(sample)
-    f = _bound(info, sample, refs)
+    f = parity.bind(info, sample, refs)
     values = [
         np.concatenate(_variants(sample.get(r), N_DEVICES)) if k == 0 else np.concatenate([sample.get(r)] * N_DEVICES)
         for k, r in enumerate(refs)

@@ -63,7 +63,7 @@ def test_float32_stays_float32_under_x64(info, sample):
     """With x64 on, a float32 call must not be silently promoted by a float64 constant."""
     with jax.enable_x64(True):
         refs = info.grad_refs(sample)
-        f = lambda *p: parity.call_jax(info, sample, **{parity.override_key(r): v for r, v in zip(refs, p)})  # noqa: E731
+        f = parity.bind(info, sample, refs)
         primals = [jnp.asarray(sample.get(r)) for r in refs]
         out, vjp_fn = jax.vjp(f, *primals)
         assert all(x.dtype == jnp.float32 for x in _floating_leaves(out)), [x.dtype for x in _floating_leaves(out)]
@@ -135,7 +135,7 @@ def _bound_floats(info, sample):
     refs = info.grad_refs(sample)
 
     def f(*p):
-        return _floating_leaves(parity.call_jax(info, sample, **{parity.override_key(r): v for r, v in zip(refs, p)}))
+        return _floating_leaves(parity.bind(info, sample, refs)(*p))
 
     return f, refs, [jnp.asarray(sample.get(r)) for r in refs]
 

@@ -3,6 +3,8 @@ the gradient's construction, checked-mode errors, unchecked behaviour, half prec
 
 from __future__ import annotations
 
+import functools
+
 import hypothesis
 import jax
 import jax.numpy as jnp
@@ -13,13 +15,10 @@ import torch.nn.functional as F
 from jax.experimental import checkify
 
 import jaxops
-from jaxops.testing import REGISTRY, parity
+from jaxops.testing import REGISTRY, _common, parity
 
 RNG = np.random.default_rng(0)
-
-
-def _x(*shape):
-    return RNG.standard_normal(shape).astype(np.float32)
+_x = functools.partial(_common.randn, RNG)  # float32, from the module's generator
 
 
 MAX_CONFIGS = [

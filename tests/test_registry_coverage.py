@@ -132,13 +132,9 @@ def test_op_declares_its_batch_axis(name):
 
 def _effects(info, sample) -> bool:
     """Whether tracing ``sample`` with checks enabled emits a data-dependent check."""
-    refs = _array_refs(sample)
-
-    def f(*values):
-        return parity.call_jax(info, sample, **{parity.override_key(r): v for r, v in zip(refs, values)})
-
+    refs = parity.array_refs(sample)
     with _checks._enabled():
-        return bool(jax.make_jaxpr(f)(*[parity.to_jax(sample.get(r)) for r in refs]).effects)
+        return bool(jax.make_jaxpr(parity.bind(info, sample, refs))(*[parity.to_jax(sample.get(r)) for r in refs]).effects)
 
 
 @pytest.mark.parametrize("name", ALL_OPS)
@@ -156,17 +152,11 @@ def test_data_dependent_checks_are_declared(name):
         assert err.match.startswith(rf"^jaxops\.{name}: "), err.match
 
 
-def _array_refs(sample: SampleInput):
-    return [i for i, a in enumerate(sample.args) if isinstance(a, np.ndarray)] + [
-        k for k, v in sample.kwargs.items() if isinstance(v, np.ndarray)
-    ]
-
-
 @pytest.mark.parametrize("name", ALL_OPS)
 def test_non_array_inputs_raise_clear_errors(name):
     info = REGISTRY[name]
     sample = info.samples()[0]
-    refs = _array_refs(sample)
+    refs = parity.array_refs(sample)
     assert refs, "the first sample has no array argument"
     bad_values = {"a string": "abc", "an object": object()}
     for ref in refs:
@@ -185,12 +175,8 @@ def test_error_inputs_raise_the_same_errors_under_jit(name):
     """Validation reads only shapes, dtypes and static arguments, so it works on tracers too."""
     info = REGISTRY[name]
     for err in info.error_inputs():
-        refs = _array_refs(err.sample)
+        refs = parity.array_refs(err.sample)
         values = [parity.to_jax(err.sample.get(r)) for r in refs]
-
-        def f(*traced, err=err, refs=refs):
-            return parity.call_jax(info, err.sample, **{parity.override_key(r): v for r, v in zip(refs, traced)})
-
         with pytest.raises(err.error, match=err.match) as excinfo:
-            jax.jit(f)(*values)
+            jax.jit(parity.bind(info, err.sample, refs))(*values)
         assert str(excinfo.value).startswith(f"jaxops.{name}:"), str(excinfo.value)
