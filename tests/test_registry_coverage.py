@@ -22,7 +22,7 @@ from jaxops.testing.opinfo import DTYPE_CHECKS
 
 CHECKS = {"forward", "vjp", "jit", "vmap", "jvp"}
 # Every check that tests/cases.py selects samples for: where ``SampleInput.xfail`` can apply.
-CASE_CHECKS = CHECKS | {"jacobian", "hvp", "remat", "export", "float64", "half", "mixed_dtypes", "sharding"}
+CASE_CHECKS = CHECKS | {"jacobian", "hvp", "remat", "export", "float64", "half", "mixed_dtypes", "sharding", "traces"}
 
 
 def _exported_ops() -> set[str]:

@@ -7,6 +7,7 @@ float64 Hessian-vector product vs finite differences and remat gradients.
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -27,7 +28,9 @@ def test_jit_matches_eager(info, sample):
     refs = parity.array_refs(sample)
     values = [parity.to_jax(sample.get(r)) for r in refs]
     f = parity.bind(info, sample, refs)
-    parity.assert_trees_close(jax.jit(f)(*values), f(*values), sample.fwd_tol or info.fwd_tol, "jit")
+    jitted, eager = jax.jit(f)(*values), f(*values)
+    parity.assert_trees_close(jitted, eager, sample.fwd_tol or info.fwd_tol, "jit")
+    chex.assert_trees_all_equal_shapes_and_dtypes(jitted, eager)  # compare() reads floats as float64
 
 
 def _batch_variants(a: np.ndarray) -> list[np.ndarray]:
