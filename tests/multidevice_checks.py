@@ -191,44 +191,44 @@ def _check(actual, expected, what):
         assert c.ok, f"{c.what}: {c.message}"
 
 
-def _batch_norm_or_skip(*args, **kwargs):
-    try:
-        return jaxops.batch_norm(*args, **kwargs)
-    except NotImplementedError as e:
-        pytest.skip(f"waiting for batch_norm: {e}")
+def _run_data_parallel(step, problem, mesh, what):
+    """``step(x, w, b, cot)`` on the batch-sharded input and cotangent: torch's single-process
+    outputs and gradients, and both still split over the devices."""
+    x, rm, rv, w, b, cot = problem
+    expected, expected_grads = _bn_torch(*problem)
+    xs, cots = (jax.device_put(a, NamedSharding(mesh, P("batch"))) for a in (x, cot))
+    with jax.set_mesh(mesh):
+        out, grads = step(xs, w, b, cots)
+    _check(out, expected, f"batch_norm ({what})")
+    _check(grads, expected_grads, f"batch_norm grads ({what})")
+    _assert_batch_sharded(out[0], "output")
+    _assert_batch_sharded(grads[0], "grad input")
 
 
 def test_batch_norm_training_sharded_input_plain_jit(mesh):
     """Route 1: plain ``jit`` on a batch-sharded input; XLA inserts the all-reduce of the statistics."""
-    x, rm, rv, w, b, cot = _bn_problem()
-    expected, expected_grads = _bn_torch(x, rm, rv, w, b, cot)
-    xs = jax.device_put(x, NamedSharding(mesh, P("batch")))
-    cots = jax.device_put(cot, NamedSharding(mesh, P("batch")))
+    problem = _bn_problem()
+    rm, rv = problem[1:3]
 
     @jax.jit
     def step(x, w, b, cot):
         def f(x, w, b):
-            return _batch_norm_or_skip(x, rm, rv, w, b, training=True)
+            return jaxops.batch_norm(x, rm, rv, w, b, training=True)
 
         out, vjp = jax.vjp(f, x, w, b)
         zeros = jnp.zeros_like(out[1]), jnp.zeros_like(out[2])
         return out, vjp(type(out)(cot, *zeros))
 
-    with jax.set_mesh(mesh):
-        out, grads = step(xs, w, b, cots)
-    _check(out, expected, "batch_norm (jit, sharded)")
-    _check(grads, expected_grads, "batch_norm grads (jit, sharded)")
-    _assert_batch_sharded(out[0], "output")
-    _assert_batch_sharded(grads[0], "grad input")
+    _run_data_parallel(step, problem, mesh, "jit, sharded")
 
 
 def test_batch_norm_training_shard_map_axis_name(mesh):
     """Route 2: ``shard_map`` over the batch axis with ``axis_name``: global statistics by collectives."""
-    x, rm, rv, w, b, cot = _bn_problem()
-    expected, expected_grads = _bn_torch(x, rm, rv, w, b, cot)
+    problem = _bn_problem()
+    rm, rv = problem[1:3]
 
     def local(x, rm, rv, w, b):
-        out = _batch_norm_or_skip(x, rm, rv, w, b, training=True, axis_name="batch")
+        out = jaxops.batch_norm(x, rm, rv, w, b, training=True, axis_name="batch")
         return tuple(out)
 
     sharded_bn = jax.shard_map(
@@ -240,11 +240,4 @@ def test_batch_norm_training_shard_map_axis_name(mesh):
         out, vjp = jax.vjp(lambda x, w, b: sharded_bn(x, rm, rv, w, b), x, w, b)
         return out, vjp((cot, jnp.zeros_like(out[1]), jnp.zeros_like(out[2])))
 
-    xs = jax.device_put(x, NamedSharding(mesh, P("batch")))
-    cots = jax.device_put(cot, NamedSharding(mesh, P("batch")))
-    with jax.set_mesh(mesh):
-        out, grads = step(xs, w, b, cots)
-    _check(out, expected, "batch_norm (shard_map)")
-    _check(grads, expected_grads, "batch_norm grads (shard_map)")
-    _assert_batch_sharded(out[0], "output")
-    _assert_batch_sharded(grads[0], "grad input")
+    _run_data_parallel(step, problem, mesh, "shard_map")

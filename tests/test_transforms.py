@@ -40,13 +40,18 @@ def _batch_variants(a: np.ndarray) -> list[np.ndarray]:
     return [a, np.array(flipped), np.asarray(scaled)]
 
 
-@pytest.mark.parametrize("info,sample", sample_cases("vmap", per_op=TRANSFORM_SAMPLES_PER_OP))
-def test_vmap_matches_loop(info, sample):
+def _vmap_members(info, sample):
+    """The op as a function of its batched arguments, and three members of a batch of them."""
     refs = info.vmap_refs(sample)
     if not refs:
         pytest.skip("no batched argument")
-    f = parity.bind(info, sample, refs)
     members = list(zip(*[_batch_variants(sample.get(r)) for r in refs]))
+    return refs, parity.bind(info, sample, refs), members
+
+
+@pytest.mark.parametrize("info,sample", sample_cases("vmap", per_op=TRANSFORM_SAMPLES_PER_OP))
+def test_vmap_matches_loop(info, sample):
+    refs, f, members = _vmap_members(info, sample)
     stacked = [jnp.stack([jnp.asarray(m[k]) for m in members]) for k in range(len(refs))]
     batched = jax.vmap(f)(*stacked)
     looped = [f(*[jnp.asarray(v) for v in m]) for m in members]
@@ -99,11 +104,7 @@ def _stack_at(arrays, axis):
 @pytest.mark.parametrize("info,sample", sample_cases("vmap", per_op=5))
 def test_vmap_non_leading_axes_matches_loop(info, sample):
     """The mapped axis sits inside each argument (axis 1) and at the end of each output."""
-    refs = info.vmap_refs(sample)
-    if not refs:
-        pytest.skip("no batched argument")
-    f = parity.bind(info, sample, refs)
-    members = list(zip(*[_batch_variants(sample.get(r)) for r in refs]))
+    refs, f, members = _vmap_members(info, sample)
     in_axes = [min(1, np.ndim(sample.get(r))) for r in refs]
     stacked = [_stack_at([m[k] for m in members], ax) for k, ax in enumerate(in_axes)]
     batched = jax.vmap(f, in_axes=in_axes, out_axes=-1)(*stacked)

@@ -29,6 +29,23 @@ def _specials(rng: np.random.Generator, *shape: int) -> np.ndarray:
     return x
 
 
+def _seeded_strategy(random_sample):
+    """The hypothesis strategy of an op whose random samples come from ``random_sample(rng, name)``:
+    hypothesis draws (and shrinks) the seed."""
+
+    def strategy():
+        import hypothesis.strategies as st
+
+        @st.composite
+        def draw(data):
+            seed = data(st.integers(0, 2**31 - 1))
+            return random_sample(np.random.default_rng(seed), f"fuzz {seed}")
+
+        return draw()
+
+    return strategy
+
+
 # ---------------------------------------------------------------- max_pool2d
 
 DEGENERATE = {"vjp": "torch's backward writes out of bounds (heap corruption) when a dilated "
@@ -147,17 +164,6 @@ def _max_pool_errors():
     yield ErrorInput(SampleInput((x, 2, 1, 0, 0)), ValueError, r"jaxops\.max_pool2d: dilation \(=0\) must be positive")
     yield ErrorInput(SampleInput((x, 2), {"dilation": (1, -1)}), ValueError, r"dilation \(=\(1, -1\)\) must be positive")
     yield ErrorInput(SampleInput((x, 3), {"dilation": 3}), ValueError, r"output size 0x0 is too small: input size 5x5, kernel_size=\(3, 3\), stride=\(3, 3\), padding=\(0, 0\), dilation=\(3, 3\)")
-
-
-def _max_pool_strategy():
-    import hypothesis.strategies as st
-
-    @st.composite
-    def draw(data):
-        seed = data(st.integers(0, 2**31 - 1))
-        return _random_max_pool(np.random.default_rng(seed), f"fuzz {seed}")
-
-    return draw()
 
 
 # ---------------------------------------------------------------- max_unpool2d
@@ -296,17 +302,6 @@ MAX_UNPOOL_DATA_ERRORS = (
 )
 
 
-def _max_unpool_strategy():
-    import hypothesis.strategies as st
-
-    @st.composite
-    def draw(data):
-        seed = data(st.integers(0, 2**31 - 1))
-        return _random_unpool(np.random.default_rng(seed), f"fuzz {seed}")
-
-    return draw()
-
-
 # ---------------------------------------------------------------- avg_pool2d
 
 
@@ -361,17 +356,6 @@ def _avg_pool_errors():
     yield ErrorInput(SampleInput((x, 2), {"divisor_override": 1.5}), TypeError, r"divisor_override must be an int, got 1\.5")
 
 
-def _avg_pool_strategy():
-    import hypothesis.strategies as st
-
-    @st.composite
-    def draw(data):
-        seed = data(st.integers(0, 2**31 - 1))
-        return _random_avg_pool(np.random.default_rng(seed), f"fuzz {seed}")
-
-    return draw()
-
-
 OPS = [
     OpInfo(
         name="max_pool2d",
@@ -387,7 +371,7 @@ OPS = [
         fwd_tol=EXACT,
         grad_tol=EXACT,
         torch_name="torch.nn.functional.max_pool2d",
-        strategy=_max_pool_strategy,
+        strategy=_seeded_strategy(_random_max_pool),
     ),
     OpInfo(
         name="max_unpool2d",
@@ -404,7 +388,7 @@ OPS = [
         fwd_tol=EXACT,
         grad_tol=EXACT,
         torch_name="torch.nn.functional.max_unpool2d",
-        strategy=_max_unpool_strategy,
+        strategy=_seeded_strategy(_random_unpool),
     ),
     OpInfo(
         name="avg_pool2d",
@@ -418,6 +402,6 @@ OPS = [
         fwd_tol=Tol(1e-5, 1e-6),
         grad_tol=Tol(1e-5, 1e-6),
         torch_name="torch.nn.functional.avg_pool2d",
-        strategy=_avg_pool_strategy,
+        strategy=_seeded_strategy(_random_avg_pool),
     ),
 ]
