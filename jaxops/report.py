@@ -1,6 +1,6 @@
 """``python -m jaxops``: the live parity table against PyTorch.
 
-For every op the project covers: its formula, how many configurations were
+For every op in the registry: its formula, how many configurations were
 checked, forward RMSE and max abs error vs torch, gradient (VJP) RMSE and max
 abs error, and a verdict. Uses the same sample generators as the test suite.
 """
@@ -28,7 +28,6 @@ class Row:
     grad_n: int = 0
     grad_max: float = 0.0
     failures: list[str] = dataclasses.field(default_factory=list)
-    implemented: bool = True
 
     def add(self, comparisons, kind: str, sample) -> None:
         for c in comparisons:
@@ -45,8 +44,6 @@ class Row:
 
     @property
     def verdict(self) -> str:
-        if not self.implemented:
-            return "not implemented"
         return "PASS" if not self.failures else f"FAIL ({len(self.failures)})"
 
 
@@ -62,9 +59,7 @@ def check_op(name: str, max_configs: int | None = None) -> Row:
     """
     from jaxops.testing import REGISTRY, parity
 
-    info = REGISTRY.get(name)
-    if info is None:
-        return Row(name, implemented=False)
+    info = REGISTRY[name]
     row = Row(name, info.formula)
     samples = info.samples()
     if max_configs is not None and len(samples) > max_configs:
@@ -85,20 +80,17 @@ def format_table(rows: Sequence[Row]) -> str:
     header = ("#", "op", "configs", "fwd RMSE", "fwd max|err|", "grad RMSE", "grad max|err|", "verdict")
     body = []
     for i, r in enumerate(rows, 1):
-        if r.implemented:
-            body.append((
-                str(i), r.name, str(r.configs), _rmse(r.fwd_sq, r.fwd_n), f"{r.fwd_max:.1e}",
-                _rmse(r.grad_sq, r.grad_n), f"{r.grad_max:.1e}" if r.grad_n else "-", r.verdict,
-            ))
-        else:
-            body.append((str(i), r.name, "-", "-", "-", "-", "-", r.verdict))
+        body.append((
+            str(i), r.name, str(r.configs), _rmse(r.fwd_sq, r.fwd_n), f"{r.fwd_max:.1e}",
+            _rmse(r.grad_sq, r.grad_n), f"{r.grad_max:.1e}" if r.grad_n else "-", r.verdict,
+        ))
     widths = [max(len(line[k]) for line in (header, *body)) for k in range(len(header))]
     fmt = lambda line: "  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()  # noqa: E731
     lines = [fmt(header), fmt(tuple("-" * w for w in widths)), *map(fmt, body)]
     lines += ["", "Formulas:"]
     width = max(len(r.name) for r in rows)
     for i, r in enumerate(rows, 1):
-        lines.append(f"{i:>2}  {r.name.ljust(width)}  {r.formula or '(not implemented yet)'}")
+        lines.append(f"{i:>2}  {r.name.ljust(width)}  {r.formula}")
     return "\n".join(lines)
 
 
@@ -111,13 +103,10 @@ def format_markdown(rows: Sequence[Row]) -> str:
     ]
     for r in rows:
         formula = f"`{r.formula}`".replace("|", "\\|") if r.formula else ""
-        if r.implemented:
-            cells = (
-                str(r.configs), _rmse(r.fwd_sq, r.fwd_n), f"{r.fwd_max:.1e}",
-                _rmse(r.grad_sq, r.grad_n), f"{r.grad_max:.1e}" if r.grad_n else "-",
-            )
-        else:
-            cells = ("-",) * 5
+        cells = (
+            str(r.configs), _rmse(r.fwd_sq, r.fwd_n), f"{r.fwd_max:.1e}",
+            _rmse(r.grad_sq, r.grad_n), f"{r.grad_max:.1e}" if r.grad_n else "-",
+        )
         lines.append(f"| `{r.name}` | {formula} | " + " | ".join(cells) + f" | {r.verdict} |")
     return "\n".join(lines)
 
@@ -151,12 +140,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import jax
 
-    from jaxops.testing import ALL_OPS
+    from jaxops.testing import REGISTRY
 
-    names = args.op or list(ALL_OPS)
-    unknown = sorted(set(names) - set(ALL_OPS))
+    names = args.op or list(REGISTRY)
+    unknown = sorted(set(names) - set(REGISTRY))
     if unknown:
-        parser.error(f"unknown op(s) {', '.join(unknown)}; choose from {', '.join(ALL_OPS)}")
+        parser.error(f"unknown op(s) {', '.join(unknown)}; choose from {', '.join(REGISTRY)}")
 
     print(
         f"jaxops parity report: jax {jax.__version__} on {jax.devices()[0].platform}, "
@@ -170,10 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(check_op(name, None if args.all else DEFAULT_CONFIGS))
     print(format_table(rows))
     failed = [r for r in rows if r.failures]
-    missing = [r.name for r in rows if not r.implemented]
     print(f"\n{sum(r.configs for r in rows)} configurations in {time.perf_counter() - start:.1f} s.")
-    if missing:
-        print(f"Not implemented yet: {', '.join(missing)}.")
     for r in failed:
         shown = r.failures if args.verbose else r.failures[:3]
         print(f"\n{r.name}: {len(r.failures)} failing check(s)")

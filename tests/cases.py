@@ -23,12 +23,9 @@ def differs_by_platform(name: str) -> bool:
     for sample in info.samples():
         refs = info.grad_refs(sample)
         primals = [parity.to_jax(sample.get(r)) for r in refs]
-
-        def f(*values, sample=sample, refs=refs):
-            return parity.call_jax(info, sample, **{parity.override_key(r): v for r, v in zip(refs, values)})
-
+        f = parity.bind(info, sample, refs)
         try:
-            if lowering.has_platform_branches(lambda *p: jax.jvp(f, p, p), *primals):
+            if lowering.has_platform_branches(lambda *p, f=f: jax.jvp(f, p, p), *primals):
                 return True
         except Exception:  # a sample this trace cannot take (e.g. integer-only): try the next
             continue
@@ -45,10 +42,21 @@ def with_portable(cases: list) -> list:
     return out
 
 
+def _marks(check: str | None, sample) -> list:
+    """A sample's opt-out of ``check`` (skipped) or declared deviation in it (strict xfail)."""
+    marks = []
+    if check is not None and check in sample.skip:
+        marks.append(pytest.mark.skip(reason=sample.skip[check]))
+    if check is not None and check in sample.xfail:
+        marks.append(pytest.mark.xfail(reason=sample.xfail[check], raises=AssertionError, strict=True))
+    return marks
+
+
 def sample_cases(check: str | None = None, per_op: int | None = None, portable: bool = True) -> list:
     """``pytest.param(info, sample)`` for every sample of every registered op.
 
-    Samples that opt out of ``check`` are marked skipped with their stated reason.
+    Samples that opt out of ``check`` are marked skipped with their stated reason;
+    those declaring a deviation in it (``SampleInput.xfail``) are strict expected failures.
     ``per_op`` keeps that many samples of each op, evenly spread over its list
     (corners first, random configurations last), for the costlier checks.
     ``portable`` adds each case once more under ``jaxops.testing.portable()`` for
@@ -61,10 +69,7 @@ def sample_cases(check: str | None = None, per_op: int | None = None, portable: 
             step = len(samples) / per_op
             samples = [samples[int(k * step)] for k in range(per_op)]
         for i, sample in samples:
-            marks = []
-            if check is not None and check in sample.skip:
-                marks.append(pytest.mark.skip(reason=sample.skip[check]))
-            cases.append(pytest.param(info, sample, id=f"{info.name}-{i}-{sample.name}", marks=marks))
+            cases.append(pytest.param(info, sample, id=f"{info.name}-{i}-{sample.name}", marks=_marks(check, sample)))
     return with_portable(cases) if portable else cases
 
 
@@ -98,7 +103,8 @@ def small_cases(
 
     For the expensive checks (Jacobians, Hessian-vector products, export, dtypes):
     they run on a few samples per op rather than all of them. Samples opting out of
-    ``check`` (or of any of ``skip_also``) are not chosen.
+    ``check`` (or of any of ``skip_also``) are not chosen; those declaring a deviation
+    in ``check`` are strict expected failures.
     """
     cases = []
     for info in REGISTRY.values():
@@ -111,7 +117,7 @@ def small_cases(
             if not _small_enough(info, sample, max_numel):
                 continue
             chosen += 1
-            cases.append(pytest.param(info, sample, id=f"{info.name}-{i}-{sample.name}"))
+            cases.append(pytest.param(info, sample, id=f"{info.name}-{i}-{sample.name}", marks=_marks(check, sample)))
     return with_portable(cases) if portable else cases
 
 
@@ -137,47 +143,14 @@ def cast_floating(sample, dtype):
     )
 
 
-def batch_refs(info, sample) -> tuple:
-    """The arguments of ``sample`` whose leading axis is the op's own batch axis N.
-
-    Used for symbolic batch sizes (export) and batch sharding. Empty when the
-    sample has no batch axis (e.g. unbatched CHW input) or it is empty.
-    """
-    import numpy as np
-
-    def nd(ref):
-        value = sample.get(ref)
-        return np.ndim(value) if isinstance(value, np.ndarray) else -1
-
-    name = info.name
-    if name in ("max_pool2d", "avg_pool2d", "conv2d", "conv_transpose2d", "roi_pool", "roi_align"):
-        refs = (0,) if nd(0) == 4 else ()
-    elif name == "max_unpool2d":
-        refs = (0, 1) if nd(0) == 4 else ()
-    elif name == "batch_norm":
-        refs = (0,) if nd(0) >= 2 else ()
-    elif name == "cross_entropy":
-        refs = (0, 1) if nd(0) >= 2 and nd(1) >= 1 else ()
-    elif name == "mse_loss":
-        same = nd(0) >= 1 and np.shape(sample.get(0)) == np.shape(sample.get(1))
-        refs = ((0, 1) + (("weight",) if nd("weight") > 0 else ())) if same else ()
-    elif name in ("sigmoid", "flatten"):
-        refs = (0,) if nd(0) >= 1 else ()
-    else:
-        raise KeyError(f"batch_refs: declare the batch arguments of new op {name!r} here")
-    if refs and np.shape(sample.get(refs[0]))[0] == 0:
-        return ()
-    return refs
-
-
 def batch_cases(check: str, per_op: int = 2, max_numel: int = 512, portable: bool = True) -> list:
-    """Small, finite float32 samples with a batch axis N, ``per_op`` per op."""
+    """Small, finite float32 samples with a batch axis N (``OpInfo.batch_args``), ``per_op`` per op."""
     cases = []
     for info in REGISTRY.values():
         chosen = 0
         for i, sample in enumerate(info.samples()):
-            if chosen < per_op and check not in sample.skip and batch_refs(info, sample):
+            if chosen < per_op and check not in sample.skip and info.batch_refs(sample):
                 if _small_enough(info, sample, max_numel):
                     chosen += 1
-                    cases.append(pytest.param(info, sample, id=f"{info.name}-{i}-{sample.name}"))
+                    cases.append(pytest.param(info, sample, id=f"{info.name}-{i}-{sample.name}", marks=_marks(check, sample)))
     return with_portable(cases) if portable else cases

@@ -22,7 +22,7 @@ import pytest
 from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
 
 import jaxops
-from cases import batch_cases, batch_refs, small_cases
+from cases import batch_cases, small_cases
 from jaxops.testing import Tol, parity
 
 N_DEVICES = 8
@@ -46,24 +46,8 @@ def mesh():
     return jax.make_mesh((N_DEVICES,), ("batch",), axis_types=(AxisType.Auto,))
 
 
-def _bound(info, sample, refs):
-    def f(*values):
-        return parity.call_jax(info, sample, **{parity.override_key(r): v for r, v in zip(refs, values)})
-
-    return f
-
-
 def _single_device(values):
     return [jax.device_put(v, jax.devices()[0]) for v in values]
-
-
-def _assert_close(actual, expected, tol, what):
-    """Equal to the single-device result, leaf by leaf."""
-    a_leaves, e_leaves = parity.leaves(actual), parity.leaves(expected)
-    assert len(a_leaves) == len(e_leaves), what
-    for i, (a, e) in enumerate(zip(a_leaves, e_leaves)):
-        c = parity.compare(f"{what}[{i}]", a, e, tol)
-        assert c.ok, f"{c.what}: {c.message}"
 
 
 def _assert_batch_sharded(leaf, what):
@@ -96,7 +80,7 @@ def _check_sharded(f, values, grad_pos, is_batched, tol, grad_tol, mesh, what):
     expected = jf(*single)
     with jax.set_mesh(mesh):
         actual = jf(*sharded)
-    _assert_close(actual, expected, tol, what)
+    parity.assert_trees_close(actual, expected, tol, what)
     a_leaves, treedef = jax.tree_util.tree_flatten(actual)
     e_leaves = jax.tree_util.tree_leaves(expected)
     batched = [bool(is_batched(i, a, e)) for i, (a, e) in enumerate(zip(a_leaves, e_leaves))]
@@ -125,7 +109,7 @@ def _check_sharded(f, values, grad_pos, is_batched, tol, grad_tol, mesh, what):
     sharded_cots = [jax.device_put(c, split if batched[i] else whole) for i, c in zip(inexact, cots)]
     with jax.set_mesh(mesh):
         grads = jax.jit(pull)(sharded, sharded_cots)
-    _assert_close(grads, jax.jit(pull)(single, _single_device(cots)), grad_tol, f"{what} gradient")
+    parity.assert_trees_close(grads, jax.jit(pull)(single, _single_device(cots)), grad_tol, f"{what} gradient")
     if any(batched):  # RoI ops map the batch to K replicated rows: their input gradient is a replicated scatter
         for p, g in zip(grad_pos, grads):
             _assert_batch_sharded(g, f"{what} gradient w.r.t. argument {p}")
@@ -147,7 +131,7 @@ def test_vmapped_op_on_sharded_batch(info, sample, mesh):
         return not (np.asarray(e) == np.asarray(e)[:1]).all()
 
     _check_sharded(
-        jax.vmap(_bound(info, sample, refs)), stacked, _grad_positions(info, sample, refs), is_batched,
+        jax.vmap(parity.bind(info, sample, refs)), stacked, _grad_positions(info, sample, refs), is_batched,
         sample.fwd_tol or info.fwd_tol, sample.grad_tol or info.grad_tol, mesh, "vmap",
     )
 
@@ -155,8 +139,8 @@ def test_vmapped_op_on_sharded_batch(info, sample, mesh):
 @pytest.mark.parametrize("info,sample", batch_cases("sharding"))
 def test_op_on_batch_axis_sharded(info, sample, mesh):
     """The op's own batch axis N (inputs tiled to 8N) split over 8 devices; plain ``jit``."""
-    refs = batch_refs(info, sample)
-    f = _bound(info, sample, refs)
+    refs = info.batch_refs(sample)
+    f = parity.bind(info, sample, refs)
     values = [
         np.concatenate(_variants(sample.get(r), N_DEVICES)) if k == 0 else np.concatenate([sample.get(r)] * N_DEVICES)
         for k, r in enumerate(refs)
@@ -207,44 +191,44 @@ def _check(actual, expected, what):
         assert c.ok, f"{c.what}: {c.message}"
 
 
-def _batch_norm_or_skip(*args, **kwargs):
-    try:
-        return jaxops.batch_norm(*args, **kwargs)
-    except NotImplementedError as e:
-        pytest.skip(f"waiting for batch_norm: {e}")
+def _run_data_parallel(step, problem, mesh, what):
+    """``step(x, w, b, cot)`` on the batch-sharded input and cotangent: torch's single-process
+    outputs and gradients, and both still split over the devices."""
+    x, rm, rv, w, b, cot = problem
+    expected, expected_grads = _bn_torch(*problem)
+    xs, cots = (jax.device_put(a, NamedSharding(mesh, P("batch"))) for a in (x, cot))
+    with jax.set_mesh(mesh):
+        out, grads = step(xs, w, b, cots)
+    _check(out, expected, f"batch_norm ({what})")
+    _check(grads, expected_grads, f"batch_norm grads ({what})")
+    _assert_batch_sharded(out[0], "output")
+    _assert_batch_sharded(grads[0], "grad input")
 
 
 def test_batch_norm_training_sharded_input_plain_jit(mesh):
     """Route 1: plain ``jit`` on a batch-sharded input; XLA inserts the all-reduce of the statistics."""
-    x, rm, rv, w, b, cot = _bn_problem()
-    expected, expected_grads = _bn_torch(x, rm, rv, w, b, cot)
-    xs = jax.device_put(x, NamedSharding(mesh, P("batch")))
-    cots = jax.device_put(cot, NamedSharding(mesh, P("batch")))
+    problem = _bn_problem()
+    rm, rv = problem[1:3]
 
     @jax.jit
     def step(x, w, b, cot):
         def f(x, w, b):
-            return _batch_norm_or_skip(x, rm, rv, w, b, training=True)
+            return jaxops.batch_norm(x, rm, rv, w, b, training=True)
 
         out, vjp = jax.vjp(f, x, w, b)
         zeros = jnp.zeros_like(out[1]), jnp.zeros_like(out[2])
         return out, vjp(type(out)(cot, *zeros))
 
-    with jax.set_mesh(mesh):
-        out, grads = step(xs, w, b, cots)
-    _check(out, expected, "batch_norm (jit, sharded)")
-    _check(grads, expected_grads, "batch_norm grads (jit, sharded)")
-    _assert_batch_sharded(out[0], "output")
-    _assert_batch_sharded(grads[0], "grad input")
+    _run_data_parallel(step, problem, mesh, "jit, sharded")
 
 
 def test_batch_norm_training_shard_map_axis_name(mesh):
     """Route 2: ``shard_map`` over the batch axis with ``axis_name``: global statistics by collectives."""
-    x, rm, rv, w, b, cot = _bn_problem()
-    expected, expected_grads = _bn_torch(x, rm, rv, w, b, cot)
+    problem = _bn_problem()
+    rm, rv = problem[1:3]
 
     def local(x, rm, rv, w, b):
-        out = _batch_norm_or_skip(x, rm, rv, w, b, training=True, axis_name="batch")
+        out = jaxops.batch_norm(x, rm, rv, w, b, training=True, axis_name="batch")
         return tuple(out)
 
     sharded_bn = jax.shard_map(
@@ -256,11 +240,4 @@ def test_batch_norm_training_shard_map_axis_name(mesh):
         out, vjp = jax.vjp(lambda x, w, b: sharded_bn(x, rm, rv, w, b), x, w, b)
         return out, vjp((cot, jnp.zeros_like(out[1]), jnp.zeros_like(out[2])))
 
-    xs = jax.device_put(x, NamedSharding(mesh, P("batch")))
-    cots = jax.device_put(cot, NamedSharding(mesh, P("batch")))
-    with jax.set_mesh(mesh):
-        out, grads = step(xs, w, b, cots)
-    _check(out, expected, "batch_norm (shard_map)")
-    _check(grads, expected_grads, "batch_norm grads (shard_map)")
-    _assert_batch_sharded(out[0], "output")
-    _assert_batch_sharded(grads[0], "grad input")
+    _run_data_parallel(step, problem, mesh, "shard_map")

@@ -19,6 +19,7 @@ from jax.experimental import checkify
 
 import jaxops
 from jaxops import _checks, _utils
+from jaxops.testing import REGISTRY
 
 MESSAGE = r"jaxops\.toy_take: index \(=7\) is out of range for an axis of size 4"
 CHECKED_ERROR = checkify.JaxRuntimeError  # raised when the error is known after the run
@@ -232,80 +233,48 @@ def test_basic_ops_under_checked_match_unchecked():
 # ------------------------------------------------------- the ops' data-dependent errors
 
 
-def _op(name):
-    fn = getattr(jaxops, name)
-    try:
-        fn()
-    except NotImplementedError:
-        pytest.xfail(f"jaxops.{name} is not implemented yet")
-    except Exception:
-        pass
-    return fn
+def _data_error_cases() -> list:
+    """``pytest.param(info, data_error)`` for every ``OpInfo.data_errors`` entry of the registry."""
+    return [
+        pytest.param(info, err, id=info.name + (f"-{i}" if i else ""))
+        for info in REGISTRY.values()
+        for i, err in enumerate(info.data_errors)
+    ]
 
 
-def _boxes(index):
-    return np.array([[0.0, 0.0, 0.0, 2.0, 2.0], [index, 1.0, 1.0, 3.0, 3.0]], np.float32)
+def _call(err_sample):
+    """The call's arguments, and its non-array positional arguments as jit's static argnums."""
+    static = tuple(i for i, a in enumerate(err_sample.args) if not isinstance(a, np.ndarray))
+    return err_sample.args, dict(err_sample.kwargs), static
 
 
-_MAP = np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4)
-_UNPOOL_IN = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], np.float32)
+def test_every_data_error_is_exercised():
+    cases = _data_error_cases()
+    assert len(cases) == sum(len(info.data_errors) for info in REGISTRY.values())
+    assert len({c.id for c in cases}) == len(cases)
+    assert cases, "no op declares a data-dependent error: the checks below would pass vacuously"
 
 
-def _unpool_indices(bad):
-    return np.array([[[[0, bad], [9, 15]]]])
-
-
-# name -> (bad call, good call, regex naming the offending value, unchecked result's documented check)
-DATA_ERRORS = {
-    "cross_entropy": (
-        lambda: ((np.ones((2, 3), np.float32), np.array([0, 7])), {"reduction": "none"}),
-        lambda: ((np.ones((3, 3), np.float32), np.array([0, 2, -100])), {"reduction": "none"}),
-        r"^jaxops\.cross_entropy: .*class index 7\b",
-        lambda out: np.isfinite(out[0]) and np.isnan(out[1]),  # that element's loss is NaN
-    ),
-    "roi_pool": (
-        lambda: ((_MAP, _boxes(2.0), 2), {}),
-        lambda: ((_MAP, _boxes(1.9), 2), {}),  # torchvision truncates 1.9 to batch 1
-        r"^jaxops\.roi_pool: .*batch index \(=2",
-        lambda out: np.isfinite(out[0]).all() and np.isnan(out[1]).all(),  # that RoI is NaN
-    ),
-    "roi_align": (
-        lambda: ((_MAP, _boxes(-1.0), 2), {"sampling_ratio": 2}),
-        lambda: ((_MAP, _boxes(-0.5), 2), {"sampling_ratio": 2}),  # truncates to batch 0
-        r"^jaxops\.roi_align: .*batch index \(=-1",
-        lambda out: np.isfinite(out[0]).all() and np.isnan(out[1]).all(),
-    ),
-    "max_unpool2d": (
-        lambda: ((_UNPOOL_IN, _unpool_indices(99), 2), {}),
-        lambda: ((_UNPOOL_IN, _unpool_indices(3), 2), {}),
-        r"^jaxops\.max_unpool2d: .*index 99\b",
-        lambda out: out.reshape(-1)[[0, 9, 15]].tolist() == [1.0, 3.0, 4.0] and out.sum() == 8.0,  # 2.0 dropped
-    ),
-}
-
-
-@pytest.mark.parametrize("name", sorted(DATA_ERRORS))
-def test_data_dependent_errors_raise_under_checked(name):
-    op = _op(name)
-    bad, good, message, unchecked_ok = DATA_ERRORS[name]
-    args, kwargs = bad()
+@pytest.mark.parametrize("info,err", _data_error_cases())
+def test_data_dependent_errors_raise_under_checked(info, err):
+    op, message, unchecked_ok = info.op, err.match, err.unchecked
+    args, kwargs, static = _call(err.bad)
     assert unchecked_ok(np.asarray(op(*args, **kwargs))), "unchecked result differs from the documented one"
-    assert unchecked_ok(np.asarray(jax.jit(functools.partial(op, **kwargs), static_argnums=2)(*args)))
+    assert unchecked_ok(np.asarray(jax.jit(functools.partial(op, **kwargs), static_argnums=static)(*args)))
     with pytest.raises(CHECKED_ERROR, match=message):
         jaxops.checked(op)(*args, **kwargs)
     with pytest.raises(CHECKED_ERROR, match=message):
-        jaxops.checked(jax.jit(functools.partial(op, **kwargs), static_argnums=2))(*args)
+        jaxops.checked(jax.jit(functools.partial(op, **kwargs), static_argnums=static))(*args)
     with pytest.raises(RUNTIME_ERROR, match=message[1:]):
-        jax.block_until_ready(jax.jit(jaxops.checked(functools.partial(op, **kwargs)), static_argnums=2)(*args))
-    good_args, good_kwargs = good()
+        jax.block_until_ready(jax.jit(jaxops.checked(functools.partial(op, **kwargs)), static_argnums=static)(*args))
+    good_args, good_kwargs, _ = _call(err.good)
     np.testing.assert_array_equal(jaxops.checked(op)(*good_args, **good_kwargs), op(*good_args, **good_kwargs))
 
 
-@pytest.mark.parametrize("name", sorted(DATA_ERRORS))
-def test_data_dependent_errors_under_grad_and_vmap(name):
-    op = _op(name)
-    bad, _, message, _ = DATA_ERRORS[name]
-    (x, *rest), kwargs = bad()
+@pytest.mark.parametrize("info,err", _data_error_cases())
+def test_data_dependent_errors_under_grad_and_vmap(info, err):
+    op, message = info.op, err.match
+    (x, *rest), kwargs, _ = _call(err.bad)
 
     def loss(x):
         return jnp.nansum(op(x, *rest, **kwargs))
@@ -314,7 +283,7 @@ def test_data_dependent_errors_under_grad_and_vmap(name):
         jaxops.checked(jax.grad(loss))(x)
     with pytest.raises(CHECKED_ERROR, match=message):
         jaxops.checked(jax.vmap(loss))(jnp.stack([x, x]))
-    assert np.isfinite(jax.grad(loss)(x)).all() or name == "cross_entropy"  # unchecked: no error
+    assert np.isfinite(jax.grad(loss)(x)).all() or not err.finite_grad  # unchecked: no error
 
 
 def test_checked_compiles_once_per_signature():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -12,13 +13,10 @@ import torch
 import torch.nn.functional as F
 
 import jaxops
-from jaxops.testing import lowering
+from jaxops.testing import _common, lowering
 
 RNG = np.random.default_rng(0)
-
-
-def randn(*shape):
-    return np.asarray(RNG.standard_normal(shape), np.float32)
+randn = functools.partial(_common.randn, RNG)  # float32, from the module's generator
 
 
 def _lhs_dilations(fn, *args, platform="cpu"):

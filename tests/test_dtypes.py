@@ -63,7 +63,7 @@ def test_float32_stays_float32_under_x64(info, sample):
     """With x64 on, a float32 call must not be silently promoted by a float64 constant."""
     with jax.enable_x64(True):
         refs = info.grad_refs(sample)
-        f = lambda *p: parity.call_jax(info, sample, **{parity.override_key(r): v for r, v in zip(refs, p)})  # noqa: E731
+        f = parity.bind(info, sample, refs)
         primals = [jnp.asarray(sample.get(r)) for r in refs]
         out, vjp_fn = jax.vjp(f, *primals)
         assert all(x.dtype == jnp.float32 for x in _floating_leaves(out)), [x.dtype for x in _floating_leaves(out)]
@@ -137,7 +137,7 @@ def _bound_floats(info, sample):
     refs = info.grad_refs(sample)
 
     def f(*p):
-        return _floating_leaves(parity.call_jax(info, sample, **{parity.override_key(r): v for r, v in zip(refs, p)}))
+        return _floating_leaves(parity.bind(info, sample, refs)(*p))
 
     return f, refs, [jnp.asarray(sample.get(r)) for r in refs]
 
@@ -177,12 +177,6 @@ def test_half_precision_forward(info, sample, dtype):
         assert c.ok, c.message
 
 
-# Ops whose backward pass still sums in half precision: op -> (applies to sample, why).
-# Strict: once fixed, the XPASS fails and the entry must go. (conv2d/conv_transpose2d's bias
-# gradient was the last: the bias is now added in float32.)
-HALF_GRADIENT_GAPS: dict = {}
-
-
 @pytest.mark.parametrize("info,sample,dtype", _half_cases())
 def test_half_precision_gradients(info, sample, dtype, request):
     """Gradients keep the dtype, accumulate in float32, and are the float32 gradients to half precision."""
@@ -208,9 +202,10 @@ def test_half_precision_gradients(info, sample, dtype, request):
         gf = np.asarray(gf, np.float32)
         c = parity.compare(f"grad[{ref!r}]", np.asarray(gh, np.float32), gf, _ulps_tol(HALF[dtype], 4, gf))
         assert c.ok, c.message
-    applies, why = HALF_GRADIENT_GAPS.get(info.name, (lambda s: False, ""))
-    if applies(sample):
-        request.applymarker(pytest.mark.xfail(reason=why, raises=AssertionError, strict=True))
+    # An op whose backward pass still sums in half precision declares it (OpInfo.dtype_deviations);
+    # strict: once fixed, the XPASS fails and the declaration must go.
+    if "half_gradients" in info.dtype_deviations:
+        request.applymarker(pytest.mark.xfail(reason=info.dtype_deviations["half_gradients"], raises=AssertionError, strict=True))
     bad = _half_accumulations(jax.make_jaxpr(vjp_of)(*primals))
     assert not bad, f"half-precision accumulation in the backward pass: {bad}"
 
@@ -232,15 +227,6 @@ def _mixed_cases():
     return cases
 
 
-# Ops that reject a mix torch also rejects, instead of promoting; the project's
-# rule is JAX promotion (README, "Differences from PyTorch"). Strict: once the op
-# promotes, the XPASS fails and the entry must go.
-MIXED_DTYPE_DEVIATIONS = {
-    "roi_pool": "raises TypeError 'boxes dtype must equal input dtype' (torchvision's rule) instead of promoting",
-    "roi_align": "raises TypeError 'boxes dtype must equal input dtype' (torchvision's rule) instead of promoting",
-}
-
-
 @pytest.mark.parametrize("info,sample", _mixed_cases())
 @pytest.mark.parametrize("lowered", ["input", "parameters"])
 def test_mixed_dtypes_follow_jax_promotion(info, sample, lowered, request):
@@ -253,8 +239,11 @@ def test_mixed_dtypes_follow_jax_promotion(info, sample, lowered, request):
     Either way the values are the float32 computation on the bfloat16-rounded
     values (rounded to the output dtype).
     """
-    if info.name in MIXED_DTYPE_DEVIATIONS:
-        request.applymarker(pytest.mark.xfail(reason=MIXED_DTYPE_DEVIATIONS[info.name], raises=TypeError, strict=True))
+    # Ops that reject a mix torch also rejects, instead of promoting, declare it
+    # (OpInfo.dtype_deviations); the project's rule is JAX promotion (README,
+    # "Differences from PyTorch"). Strict: once the op promotes, the XPASS fails.
+    if "mixed_dtypes" in info.dtype_deviations:
+        request.applymarker(pytest.mark.xfail(reason=info.dtype_deviations["mixed_dtypes"], raises=TypeError, strict=True))
     refs = _floating_refs(sample)
     low = refs[:1] if lowered == "input" else refs[1:]
     mixed = sample

@@ -3,7 +3,7 @@
 Serialisation needs the ``flatbuffers`` package (in the ``test`` extra). Runs on
 a few small samples per op; symbolic batch sizes are checked two ways: a
 symbolic ``vmap`` axis (every op), and a symbolic N in the op's own batch axis
-(ops and samples that have one, see ``cases.batch_refs``).
+(ops and samples that have one, see ``OpInfo.batch_args``).
 """
 
 from __future__ import annotations
@@ -14,31 +14,10 @@ import numpy as np
 import pytest
 from jax import export
 
-from cases import batch_cases, batch_refs, small_cases
+from cases import batch_cases, small_cases
 from jaxops.testing import Tol, parity
 
 pytest.importorskip("flatbuffers", reason="jax.export serialisation needs flatbuffers")
-
-
-def _array_refs(sample):
-    return [i for i, a in enumerate(sample.args) if isinstance(a, np.ndarray)] + [
-        k for k, v in sample.kwargs.items() if isinstance(v, np.ndarray)
-    ]
-
-
-def _bound(info, sample, refs):
-    def f(*values):
-        return parity.call_jax(info, sample, **{parity.override_key(r): v for r, v in zip(refs, values)})
-
-    return f
-
-
-def _assert_trees_close(actual, expected, tol, what):
-    a_leaves, e_leaves = parity.leaves(actual), parity.leaves(expected)
-    assert len(a_leaves) == len(e_leaves), what
-    for i, (a, e) in enumerate(zip(a_leaves, e_leaves)):
-        c = parity.compare(f"{what}[{i}]", a, e, tol)
-        assert c.ok, f"{c.what}: {c.message}"
 
 
 def _roundtrip(exported: export.Exported, vjp_order: int = 0) -> export.Exported:
@@ -50,14 +29,14 @@ def _roundtrip(exported: export.Exported, vjp_order: int = 0) -> export.Exported
 @pytest.mark.parametrize("info,sample", small_cases("export"))
 def test_export_serialize_roundtrip(info, sample):
     """Every array argument is an input of the exported function; the rest are static."""
-    refs = _array_refs(sample)
-    f = _bound(info, sample, refs)
+    refs = parity.array_refs(sample)
+    f = parity.bind(info, sample, refs)
     values = [jnp.asarray(sample.get(r)) for r in refs]
     exported = export.export(jax.jit(f))(*[jax.ShapeDtypeStruct(v.shape, v.dtype) for v in values])
     restored = _roundtrip(exported, vjp_order=1)
     assert restored.in_avals == exported.in_avals and restored.out_avals == exported.out_avals
     # Same StableHLO, compiled by the same XLA: bit-identical to jit.
-    _assert_trees_close(restored.call(*values), jax.jit(f)(*values), Tol(0.0, 0.0), "exported")
+    parity.assert_trees_close(restored.call(*values), jax.jit(f)(*values), Tol(0.0, 0.0), "exported")
 
     # Serialised with vjp_order=1, the restored function is differentiable.
     grad_refs = info.grad_refs(sample)
@@ -78,7 +57,7 @@ def test_export_serialize_roundtrip(info, sample):
     cot = [jnp.asarray(rng.standard_normal(o.shape), o.dtype) for o in out]
     expected = jax.vjp(restricted(f), *primals)[1](cot)
     tol = sample.grad_tol or info.grad_tol
-    _assert_trees_close(vjp_restored(cot), expected, Tol(max(tol.rtol, 1e-6), max(tol.atol, 1e-7)), "exported vjp")
+    parity.assert_trees_close(vjp_restored(cot), expected, Tol(max(tol.rtol, 1e-6), max(tol.atol, 1e-7)), "exported vjp")
 
 
 def _variants(a: np.ndarray, n: int) -> list[np.ndarray]:
@@ -97,7 +76,7 @@ def test_export_symbolic_vmap_batch(info, sample):
     convolution with ``feature_group_count`` = batch, which cannot be symbolic in XLA.
     """
     refs = info.vmap_refs(sample)[:1]
-    f = _bound(info, sample, refs)
+    f = parity.bind(info, sample, refs)
     (b,) = export.symbolic_shape("b")
     specs = [jax.ShapeDtypeStruct((b, *np.shape(sample.get(r))), sample.get(r).dtype) for r in refs]
     restored = _roundtrip(export.export(jax.jit(jax.vmap(f)))(*specs))
@@ -106,14 +85,14 @@ def test_export_symbolic_vmap_batch(info, sample):
         stacked = [jnp.stack(m) for m in members]
         looped = [f(*[jnp.asarray(m[k]) for m in members]) for k in range(size)]
         expected = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *looped)
-        _assert_trees_close(restored.call(*stacked), expected, sample.fwd_tol or info.fwd_tol, f"vmap b={size}")
+        parity.assert_trees_close(restored.call(*stacked), expected, sample.fwd_tol or info.fwd_tol, f"vmap b={size}")
 
 
 @pytest.mark.parametrize("info,sample", batch_cases("export"))
 def test_export_symbolic_batch_axis(info, sample):
     """The op's own batch axis N exported as a symbolic dimension, called with N and 2N."""
-    refs = batch_refs(info, sample)
-    f = _bound(info, sample, refs)
+    refs = info.batch_refs(sample)
+    f = parity.bind(info, sample, refs)
     (n,) = export.symbolic_shape("n")
     specs = [
         jax.ShapeDtypeStruct((n, *np.shape(sample.get(r))[1:]), sample.get(r).dtype) for r in refs
@@ -125,4 +104,4 @@ def test_export_symbolic_batch_axis(info, sample):
     restored = _roundtrip(exported)
     for reps in (1, 2):
         values = [jnp.concatenate([jnp.asarray(sample.get(r))] * reps) for r in refs]
-        _assert_trees_close(restored.call(*values), jax.jit(f)(*values), sample.fwd_tol or info.fwd_tol, f"N x{reps}")
+        parity.assert_trees_close(restored.call(*values), jax.jit(f)(*values), sample.fwd_tol or info.fwd_tol, f"N x{reps}")

@@ -25,21 +25,11 @@ from jaxops.testing import REGISTRY, lowering, parity, portable
 LOWERING_SAMPLES_PER_OP = 4
 
 
-def _floating_refs(sample):
-    """Every floating array argument: a user may differentiate with respect to any of them."""
-    refs = [i for i, a in enumerate(sample.args) if isinstance(a, np.ndarray)]
-    refs += [k for k, v in sample.kwargs.items() if isinstance(v, np.ndarray)]
-    return [r for r in refs if jnp.issubdtype(sample.get(r).dtype, jnp.floating)]
-
-
 def _bound(info, sample):
-    """The op as a function of its floating array arguments, and their values."""
-    refs = _floating_refs(sample)
-
-    def f(*values):
-        return parity.call_jax(info, sample, **{parity.override_key(r): v for r, v in zip(refs, values)})
-
-    return f, [parity.to_jax(sample.get(r)) for r in refs]
+    """The op as a function of its floating array arguments (a user may differentiate
+    with respect to any of them), and their values."""
+    refs = [r for r in parity.array_refs(sample) if jnp.issubdtype(sample.get(r).dtype, jnp.floating)]
+    return parity.bind(info, sample, refs), [parity.to_jax(sample.get(r)) for r in refs]
 
 
 def _cotangent(out):

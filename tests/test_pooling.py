@@ -4,6 +4,7 @@ the gradient's construction, checked-mode errors, unchecked behaviour, half prec
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import hypothesis
 import jax
@@ -15,13 +16,10 @@ import torch.nn.functional as F
 from jax.experimental import checkify
 
 import jaxops
-from jaxops.testing import REGISTRY, lowering, parity, portable
+from jaxops.testing import REGISTRY, _common, lowering, parity, portable
 
 RNG = np.random.default_rng(0)
-
-
-def _x(*shape):
-    return RNG.standard_normal(shape).astype(np.float32)
+_x = functools.partial(_common.randn, RNG)  # float32, from the module's generator
 
 
 MAX_CONFIGS = [

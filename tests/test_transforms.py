@@ -7,6 +7,7 @@ float64 Hessian-vector product vs finite differences and remat gradients.
 
 from __future__ import annotations
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,29 +15,6 @@ import pytest
 
 from cases import cast_floating, sample_cases, small_cases
 from jaxops.testing import REGISTRY, Tol, is_floating, parity
-
-
-def _array_refs(sample):
-    return [i for i, a in enumerate(sample.args) if isinstance(a, np.ndarray)] + [
-        k for k, v in sample.kwargs.items() if isinstance(v, np.ndarray)
-    ]
-
-
-def _bound(info, sample, refs):
-    """The op as a function of the arguments ``refs`` only (the rest closed over, static)."""
-
-    def f(*values):
-        return parity.call_jax(info, sample, **{parity.override_key(r): v for r, v in zip(refs, values)})
-
-    return f
-
-
-def _assert_trees_close(actual, expected, tol, what):
-    a_leaves, e_leaves = parity.leaves(actual), parity.leaves(expected)
-    assert len(a_leaves) == len(e_leaves), what
-    for i, (a, e) in enumerate(zip(a_leaves, e_leaves)):
-        c = parity.compare(f"{what}[{i}]", a, e, tol)
-        assert c.ok, f"{c.what}: {c.message}"
 
 
 # The transformation checks compare jaxops with itself, so an evenly spread subset of each
@@ -47,10 +25,12 @@ TRANSFORM_SAMPLES_PER_OP = 8
 
 @pytest.mark.parametrize("info,sample", sample_cases("jit", per_op=TRANSFORM_SAMPLES_PER_OP))
 def test_jit_matches_eager(info, sample):
-    refs = _array_refs(sample)
+    refs = parity.array_refs(sample)
     values = [parity.to_jax(sample.get(r)) for r in refs]
-    f = _bound(info, sample, refs)
-    _assert_trees_close(jax.jit(f)(*values), f(*values), sample.fwd_tol or info.fwd_tol, "jit")
+    f = parity.bind(info, sample, refs)
+    jitted, eager = jax.jit(f)(*values), f(*values)
+    parity.assert_trees_close(jitted, eager, sample.fwd_tol or info.fwd_tol, "jit")
+    chex.assert_trees_all_equal_shapes_and_dtypes(jitted, eager)  # compare() reads floats as float64
 
 
 def _batch_variants(a: np.ndarray) -> list[np.ndarray]:
@@ -60,18 +40,23 @@ def _batch_variants(a: np.ndarray) -> list[np.ndarray]:
     return [a, np.array(flipped), np.asarray(scaled)]
 
 
-@pytest.mark.parametrize("info,sample", sample_cases("vmap", per_op=TRANSFORM_SAMPLES_PER_OP))
-def test_vmap_matches_loop(info, sample):
+def _vmap_members(info, sample):
+    """The op as a function of its batched arguments, and three members of a batch of them."""
     refs = info.vmap_refs(sample)
     if not refs:
         pytest.skip("no batched argument")
-    f = _bound(info, sample, refs)
     members = list(zip(*[_batch_variants(sample.get(r)) for r in refs]))
+    return refs, parity.bind(info, sample, refs), members
+
+
+@pytest.mark.parametrize("info,sample", sample_cases("vmap", per_op=TRANSFORM_SAMPLES_PER_OP))
+def test_vmap_matches_loop(info, sample):
+    refs, f, members = _vmap_members(info, sample)
     stacked = [jnp.stack([jnp.asarray(m[k]) for m in members]) for k in range(len(refs))]
     batched = jax.vmap(f)(*stacked)
     looped = [f(*[jnp.asarray(v) for v in m]) for m in members]
     expected = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *looped)
-    _assert_trees_close(batched, expected, sample.fwd_tol or info.fwd_tol, "vmap")
+    parity.assert_trees_close(batched, expected, sample.fwd_tol or info.fwd_tol, "vmap")
 
 
 @pytest.mark.parametrize("info,sample", sample_cases("jvp", per_op=TRANSFORM_SAMPLES_PER_OP))
@@ -82,7 +67,7 @@ def test_jvp_consistent_with_vjp(info, sample):
         pytest.skip("no differentiable input")
     if not sample.all_finite():
         pytest.skip("inner products with NaN/inf are not comparable")
-    f = _bound(info, sample, refs)
+    f = parity.bind(info, sample, refs)
     primals = [parity.to_jax(sample.get(r)) for r in refs]
     rng = np.random.default_rng(1)
     tangents = [jnp.asarray(rng.standard_normal(p.shape), p.dtype) for p in primals]
@@ -119,17 +104,13 @@ def _stack_at(arrays, axis):
 @pytest.mark.parametrize("info,sample", sample_cases("vmap", per_op=5))
 def test_vmap_non_leading_axes_matches_loop(info, sample):
     """The mapped axis sits inside each argument (axis 1) and at the end of each output."""
-    refs = info.vmap_refs(sample)
-    if not refs:
-        pytest.skip("no batched argument")
-    f = _bound(info, sample, refs)
-    members = list(zip(*[_batch_variants(sample.get(r)) for r in refs]))
+    refs, f, members = _vmap_members(info, sample)
     in_axes = [min(1, np.ndim(sample.get(r))) for r in refs]
     stacked = [_stack_at([m[k] for m in members], ax) for k, ax in enumerate(in_axes)]
     batched = jax.vmap(f, in_axes=in_axes, out_axes=-1)(*stacked)
     looped = [f(*[jnp.asarray(v) for v in m]) for m in members]
     expected = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs, axis=-1), *looped)
-    _assert_trees_close(batched, expected, sample.fwd_tol or info.fwd_tol, "vmap(axis 1 -> -1)")
+    parity.assert_trees_close(batched, expected, sample.fwd_tol or info.fwd_tol, "vmap(axis 1 -> -1)")
 
 
 def _several_batched_args(per_op: int) -> list:
@@ -146,7 +127,7 @@ def _several_batched_args(per_op: int) -> list:
 def test_vmap_one_argument_batched_matches_loop(info, sample):
     """Only one argument is batched, the others are shared (``in_axes=None``): e.g. one weight, many inputs."""
     refs = info.vmap_refs(sample)
-    f = _bound(info, sample, refs)
+    f = parity.bind(info, sample, refs)
     values = [jnp.asarray(sample.get(r)) for r in refs]
     tol = sample.fwd_tol or info.fwd_tol
     for k, ref in enumerate(refs):
@@ -156,7 +137,7 @@ def test_vmap_one_argument_batched_matches_loop(info, sample):
         batched = jax.vmap(f, in_axes=in_axes)(*args)
         looped = [f(*[jnp.asarray(m) if j == k else v for j, v in enumerate(values)]) for m in members]
         expected = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *looped)
-        _assert_trees_close(batched, expected, tol, f"vmap(only {ref!r})")
+        parity.assert_trees_close(batched, expected, tol, f"vmap(only {ref!r})")
 
 
 # ---------------------------------------------------------------- second order, Jacobians, remat
@@ -181,13 +162,13 @@ def test_every_op_has_small_samples_for_the_costly_checks():
 @pytest.mark.parametrize("info,sample", small_cases("jacobian"))
 def test_jacfwd_matches_jacrev(info, sample):
     refs = info.grad_refs(sample)
-    f = _bound(info, sample, refs)
+    f = parity.bind(info, sample, refs)
     g = lambda *p: _inexact_leaves(f(*p))  # noqa: E731
     primals = [parity.to_jax(sample.get(r)) for r in refs]
     argnums = tuple(range(len(refs)))
     forward = jax.jacfwd(g, argnums=argnums)(*primals)
     reverse = jax.jacrev(g, argnums=argnums)(*primals)
-    _assert_trees_close(forward, reverse, _grad_tol(info, sample), "jacfwd vs jacrev")
+    parity.assert_trees_close(forward, reverse, _grad_tol(info, sample), "jacfwd vs jacrev")
 
 
 def _perturbed(primals, rng):
@@ -198,25 +179,16 @@ def _perturbed(primals, rng):
     return [p + 1e-2 * (jnp.abs(p) + 0.1) * rng.standard_normal(p.shape) for p in primals]
 
 
-def _has_repeated_indices(indices: np.ndarray) -> bool:
-    """Whether some (N, C) plane of max_unpool2d's indices names a position twice."""
-    h, w = np.shape(indices)[-2:]
-    return any(len(np.unique(p)) < len(p) for p in np.asarray(indices).reshape(-1, h * w))
-
-
 @pytest.mark.parametrize("info,sample", small_cases("hvp", per_op=2))
-def test_hessian_vector_product_matches_finite_differences(info, sample, request):
-    """Forward-over-reverse HVP of a nonlinear scalar loss through the op, in float64."""
-    if info.name == "max_unpool2d" and _has_repeated_indices(sample.args[1]):
-        request.applymarker(pytest.mark.xfail(
-            reason="max_unpool2d at repeated indices: the gradient is torch's (every repeat receives the "
-            "cotangent), not the derivative of the forward (one repeat is written); documented in its Note",
-            raises=AssertionError, strict=True,
-        ))
+def test_hessian_vector_product_matches_finite_differences(info, sample):
+    """Forward-over-reverse HVP of a nonlinear scalar loss through the op, in float64.
+
+    Samples declaring a deviation (``SampleInput.xfail["hvp"]``) are strict expected failures.
+    """
     with jax.enable_x64(True):
         sample64 = cast_floating(sample, np.float64)
         refs = info.grad_refs(sample64)
-        f = _bound(info, sample64, refs)
+        f = parity.bind(info, sample64, refs)
         rng = np.random.default_rng(7)
         primals = _perturbed([jnp.asarray(sample64.get(r)) for r in refs], rng)
         shapes = _inexact_leaves(jax.eval_shape(f, *primals))
@@ -252,7 +224,7 @@ def test_checkpoint_gradients_match_plain_vjp(info, sample):
     the op's gradient tolerance.
     """
     refs = info.grad_refs(sample)
-    f = _bound(info, sample, refs)
+    f = parity.bind(info, sample, refs)
     primals = [parity.to_jax(sample.get(r)) for r in refs]
     out = f(*primals)
     rng = np.random.default_rng(3)
@@ -265,6 +237,6 @@ def test_checkpoint_gradients_match_plain_vjp(info, sample):
     plain = jax.vjp(f, *primals)[1](cot)
     tol = _grad_tol(info, sample)
     remat = jax.vjp(jax.checkpoint(f), *primals)[1](cot)
-    _assert_trees_close(remat, plain, tol, "checkpoint")
+    parity.assert_trees_close(remat, plain, tol, "checkpoint")
     remat_jit = jax.jit(lambda *p: jax.vjp(jax.checkpoint(f), *p)[1](cot))(*primals)
-    _assert_trees_close(remat_jit, plain, tol, "jit(checkpoint)")
+    parity.assert_trees_close(remat_jit, plain, tol, "jit(checkpoint)")

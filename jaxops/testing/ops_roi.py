@@ -5,11 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 import jaxops
-from jaxops.testing.opinfo import ErrorInput, Lowering, OpInfo, SampleInput, Tol
-
-
-def _randn(rng, *shape):
-    return np.asarray(rng.standard_normal(shape), np.float32)
+from jaxops.testing._common import EXACT, batch_axis, randn
+from jaxops.testing.opinfo import DataError, ErrorInput, Lowering, OpInfo, SampleInput, Tol
 
 
 def _random_rois(rng, k, n, lo, hi, min_size=0.0, max_size=None, dtype=np.float32):
@@ -21,7 +18,7 @@ def _random_rois(rng, k, n, lo, hi, min_size=0.0, max_size=None, dtype=np.float3
 
 
 def _map_with_specials(rng, shape):
-    x = _randn(rng, *shape)
+    x = randn(rng, *shape)
     x[0, 0, 1, 2] = np.nan
     x[0, 0, 0, 0] = np.inf  # what out-of-map roi_align samples read (times 0)
     x[-1, -1, 2, 1] = -np.inf
@@ -58,7 +55,7 @@ CORNER_BOXES = np.array(
 def _shared_samples(rng, extra, skip=()):
     """Samples common to both ops; ``extra`` gives per-sample keyword variants (the
     first is used for the corner maps, the others cycle through the other samples)."""
-    x = _randn(rng, 2, 3, 8, 9)
+    x = randn(rng, 2, 3, 8, 9)
     for kw in extra:
         yield SampleInput((x, CORNER_BOXES, (3, 2)), dict(kw), name=f"corners {kw}")
     cycle = iter(extra[1:] * 4 if len(extra) > 1 else extra * 8)
@@ -72,16 +69,16 @@ def _shared_samples(rng, extra, skip=()):
         b = _random_rois(rng, 9, 2, -4 / scale, 10 / scale, max_size=8 / scale)
         b[:, 1:] = np.round(b[:, 1:] * 2) / 2  # many .5 coordinates after scaling by 0.5
         yield SampleInput(
-            (_randn(rng, 2, 2, 7, 10), b, (4, 3), scale), dict(next(cycle)), name=f"scale {scale:.4g}"
+            (randn(rng, 2, 2, 7, 10), b, (4, 3), scale), dict(next(cycle)), name=f"scale {scale:.4g}"
         )
     lists = [_random_rois(rng, 3, 1, -2, 9)[:, 1:], np.zeros((0, 4), np.float32), _random_rois(rng, 2, 1, 0, 9)[:, 1:]]
-    yield SampleInput((_randn(rng, 3, 2, 6, 7), lists, 2), dict(next(cycle)), name="list of boxes")
-    yield SampleInput((_randn(rng, 2, 2, 5, 5), np.zeros((0, 5), np.float32), 3), name="K = 0")
-    empty = _randn(rng, 1, 2, 5, 6)
+    yield SampleInput((randn(rng, 3, 2, 6, 7), lists, 2), dict(next(cycle)), name="list of boxes")
+    yield SampleInput((randn(rng, 2, 2, 5, 5), np.zeros((0, 5), np.float32), 3), name="K = 0")
+    empty = randn(rng, 1, 2, 5, 6)
     if "empty list entry" not in skip:
         yield SampleInput((empty, [np.zeros((0, 4), np.float32)], (2, 1)), name="empty list entry")
     yield SampleInput(
-        (_randn(rng, 1, 1, 1, 1), np.array([[0, -1, -1, 2, 2], [0, 0, 0, 0, 0]], np.float32), (3, 2)),
+        (randn(rng, 1, 1, 1, 1), np.array([[0, -1, -1, 2, 2], [0, 0, 0, 0, 0]], np.float32), (3, 2)),
         dict(next(cycle)), name="1x1 map",
     )
     # One seeded random configuration (the hypothesis strategy fuzzes the rest).
@@ -91,14 +88,14 @@ def _shared_samples(rng, extra, skip=()):
     size = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
     b = _random_rois(rng, int(rng.integers(1, 8)), n, -3 / scale, (w + 3) / scale, max_size=(w + 2) / scale)
     yield SampleInput(
-        (_randn(rng, n, c, h, w), b, size, scale), dict(next(cycle)),
+        (randn(rng, n, c, h, w), b, size, scale), dict(next(cycle)),
         name=f"random {(n, c, h, w)} out={size}",
     )
 
 
 def _pool_samples(rng):
     yield from _shared_samples(rng, [{}])
-    x = _randn(rng, 1, 2, 6, 6)
+    x = randn(rng, 1, 2, 6, 6)
     x[0, 0] = -np.inf
     x[0, 1, :3] = np.nan
     x[0, 1, 3:] = -3.4028235e38  # == -FLT_MAX: never strictly greater than the start value
@@ -123,7 +120,7 @@ def _align_samples(rng):
         {"sampling_ratio": 2, "aligned": True}, name="nan/inf map, ratio 2, aligned",
     )
     big = np.array([[0, -40, -30, 90, 70], [0, 2, 2, 3.5, 3]], np.float32)
-    yield SampleInput((_randn(rng, 1, 2, 7, 6), big, 2, 1.0, -1, False), name="huge RoI (adaptive grid 10x)")
+    yield SampleInput((randn(rng, 1, 2, 7, 6), big, 2, 1.0, -1, False), name="huge RoI (adaptive grid 10x)")
 
 
 def _pool_ref(input, boxes, output_size, spatial_scale=1.0):
@@ -160,6 +157,41 @@ def _errors(name):
         yield ErrorInput(SampleInput((x, b, 2), {"precision": "fastest"}), TypeError, op + r"precision must be None, a lax\.Precision")
 
 
+_MAP = np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4)
+
+
+def _boxes(index: float) -> np.ndarray:
+    return np.array([[0.0, 0.0, 0.0, 2.0, 2.0], [index, 1.0, 1.0, 3.0, 3.0]], np.float32)
+
+
+def _second_roi_nan(out: np.ndarray) -> bool:
+    """Unchecked, the RoI with the out-of-range batch index is NaN, the others are computed."""
+    return bool(np.isfinite(out[0]).all() and np.isnan(out[1]).all())
+
+
+ROI_POOL_DATA_ERRORS = (
+    DataError(
+        bad=SampleInput((_MAP, _boxes(2.0), 2), name="batch index 2 of 2"),
+        good=SampleInput((_MAP, _boxes(1.9), 2), name="batch index 1.9 (torchvision truncates it to 1)"),
+        match=r"^jaxops\.roi_pool: .*batch index \(=2",
+        unchecked=_second_roi_nan,
+    ),
+)
+ROI_ALIGN_DATA_ERRORS = (
+    DataError(
+        bad=SampleInput((_MAP, _boxes(-1.0), 2), {"sampling_ratio": 2}, name="batch index -1"),
+        good=SampleInput((_MAP, _boxes(-0.5), 2), {"sampling_ratio": 2}, name="batch index -0.5 (truncates to 0)"),
+        match=r"^jaxops\.roi_align: .*batch index \(=-1",
+        unchecked=_second_roi_nan,
+    ),
+)
+
+# torchvision's rule, kept: a float32 map with float16 boxes is a TypeError, not promoted.
+BOXES_DTYPE = {
+    "mixed_dtypes": "raises TypeError 'boxes dtype must equal input dtype' (torchvision's rule) instead of promoting",
+}
+
+
 def _strategy(align):
     def strategy():
         from hypothesis import strategies as st
@@ -173,7 +205,7 @@ def _strategy(align):
             size = (d(st.integers(1, 4)), d(st.integers(1, 4)))
             seed = d(st.integers(0, 2**31 - 1))
             rng = np.random.default_rng(seed)
-            x = _randn(rng, n, c, h, w)
+            x = randn(rng, n, c, h, w)
             if d(st.booleans()):
                 x[tuple(rng.integers(0, s) for s in x.shape)] = d(st.sampled_from([np.nan, np.inf, -np.inf]))
             boxes = _random_rois(rng, k, n, -3 / scale, (max(h, w) + 3) / scale, max_size=(max(h, w) + 2) / scale)
@@ -202,8 +234,11 @@ OPS = [
         formula="out[k,c,i,j] = max over bin (first max wins, NaN never)",
         grad_args=(0,),
         vmap_args=(0, 1),  # batches of feature maps and of box sets both work
+        batch_args=batch_axis(0, ndim=4),
+        data_errors=ROI_POOL_DATA_ERRORS,
+        dtype_deviations=BOXES_DTYPE,
         # A max moves values, computes none; the gradient sums at most a few cotangents.
-        fwd_tol=Tol(0.0, 0.0),
+        fwd_tol=EXACT,
         grad_tol=Tol(1e-6, 1e-6),
         torch_name="torchvision.ops.roi_pool",
         lowering=Lowering(
@@ -223,6 +258,9 @@ OPS = [
         formula="out = mean over samples of bilinear(x, s) = My X Mx^T / count",
         grad_args=(0,),
         vmap_args=(0, 1),
+        batch_args=batch_axis(0, ndim=4),
+        data_errors=ROI_ALIGN_DATA_ERRORS,
+        dtype_deviations=BOXES_DTYPE,
         # Sums of up to a few hundred bilinear terms, in a different order from torchvision's.
         fwd_tol=Tol(1e-5, 1e-6),
         grad_tol=Tol(1e-5, 1e-6),

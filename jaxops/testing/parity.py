@@ -88,6 +88,22 @@ def override_key(ref: ArgRef) -> str:
     return f"arg{ref}" if isinstance(ref, int) else ref
 
 
+def array_refs(sample: SampleInput) -> list[ArgRef]:
+    """The arguments of ``sample`` that are NumPy arrays (positions, then keyword names)."""
+    return [i for i, a in enumerate(sample.args) if isinstance(a, np.ndarray)] + [
+        k for k, v in sample.kwargs.items() if isinstance(v, np.ndarray)
+    ]
+
+
+def bind(info: OpInfo, sample: SampleInput, refs: Sequence[ArgRef]) -> Callable[..., Any]:
+    """The op as a function of the arguments ``refs`` only (the rest closed over, static)."""
+
+    def f(*values: Any) -> Any:
+        return call_jax(info, sample, **{override_key(r): v for r, v in zip(refs, values)})
+
+    return f
+
+
 def call_torch(info: OpInfo, sample: SampleInput, requires_grad: Sequence[ArgRef] = ()):
     """Calls the torch reference; returns its output and the tensors of ``requires_grad``."""
     args = [to_torch(a) for a in sample.args]
@@ -153,6 +169,15 @@ def compare(what: str, actual: Any, expected: Any, tol: Tol) -> Comparison:
     )
 
 
+def assert_trees_close(actual: Any, expected: Any, tol: Tol, what: str) -> None:
+    """Two jaxops results (or transformed results) agree leaf by leaf, as :func:`compare` says."""
+    a_leaves, e_leaves = leaves(actual), leaves(expected)
+    assert len(a_leaves) == len(e_leaves), what
+    for i, (a, e) in enumerate(zip(a_leaves, e_leaves)):
+        c = compare(f"{what}[{i}]", a, e, tol)
+        assert c.ok, f"{c.what}: {c.message}"
+
+
 def check_forward(info: OpInfo, sample: SampleInput) -> list[Comparison]:
     """Forward outputs of jaxops vs torch, one comparison per output leaf."""
     tol = sample.fwd_tol or info.fwd_tol
@@ -182,11 +207,7 @@ def check_vjp(info: OpInfo, sample: SampleInput, seed: int = 0) -> list[Comparis
         return []
     tol = sample.grad_tol or info.grad_tol
     primals = [to_jax(sample.get(r)) for r in refs]
-
-    def f(*diff):
-        return call_jax(info, sample, **{override_key(r): d for r, d in zip(refs, diff)})
-
-    out, vjp_fn = jax.vjp(f, *primals)
+    out, vjp_fn = jax.vjp(bind(info, sample, refs), *primals)
     out_leaves, treedef = jax.tree_util.tree_flatten(out)
     # Index output leaves as `leaves()` does (None kept), so grad_outputs means the same on both sides.
     positions = [i for i, leaf in enumerate(leaves(out)) if leaf is not None]
