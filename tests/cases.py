@@ -121,28 +121,6 @@ def small_cases(
     return with_portable(cases) if portable else cases
 
 
-def cast_floating(sample, dtype):
-    """A copy of ``sample`` with every floating NumPy array (inside lists too) cast to ``dtype``."""
-    import dataclasses
-
-    import numpy as np
-
-    from jaxops.testing import is_floating
-
-    def cast(value):
-        if isinstance(value, np.ndarray) and is_floating(value.dtype):
-            return value.astype(dtype)
-        if isinstance(value, list):
-            return [cast(v) for v in value]
-        return value
-
-    return dataclasses.replace(
-        sample,
-        args=tuple(cast(a) for a in sample.args),
-        kwargs={k: cast(v) for k, v in sample.kwargs.items()},
-    )
-
-
 def batch_cases(check: str, per_op: int = 2, max_numel: int = 512, portable: bool = True) -> list:
     """Small, finite float32 samples with a batch axis N (``OpInfo.batch_args``), ``per_op`` per op."""
     cases = []

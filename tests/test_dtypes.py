@@ -21,7 +21,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from cases import cast_floating, small_cases
+from cases import small_cases
 from jaxops.testing import Tol, is_floating, parity
 
 # float64 agrees with torch to rounding: reductions of a few hundred terms at
@@ -46,7 +46,7 @@ def _assert_ok(comparisons, sample):
 @pytest.mark.parametrize("info,sample", small_cases("float64", per_op=3, max_numel=512))
 def test_float64_matches_torch_float64(info, sample):
     sample64 = dataclasses.replace(
-        cast_floating(sample, np.float64), fwd_tol=F64_TOL, grad_tol=F64_TOL
+        parity.cast_floating(sample, np.float64), fwd_tol=F64_TOL, grad_tol=F64_TOL
     )
     with jax.enable_x64(True), warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -145,8 +145,8 @@ def _bound_floats(info, sample):
 @pytest.mark.parametrize("info,sample,dtype", _half_cases())
 def test_half_precision_forward(info, sample, dtype):
     """Output dtype kept, float32 accumulation, float32 result rounded once, close to torch."""
-    half = cast_floating(sample, HALF[dtype])
-    upcast = cast_floating(half, np.float32)  # the float32 reference sees exactly the half values
+    half = parity.cast_floating(sample, HALF[dtype])
+    upcast = parity.cast_floating(half, np.float32)  # the float32 reference sees exactly the half values
     out_half = _floating_leaves(parity.call_jax(info, half))
     out_f32 = _floating_leaves(parity.call_jax(info, upcast))
     assert [x.dtype for x in out_half] == [jnp.dtype(HALF[dtype])] * len(out_half)
@@ -182,8 +182,8 @@ def test_half_precision_gradients(info, sample, dtype, request):
     """Gradients keep the dtype, accumulate in float32, and are the float32 gradients to half precision."""
     if "vjp" in sample.skip:
         pytest.skip(sample.skip["vjp"])
-    half = cast_floating(sample, HALF[dtype])
-    upcast = cast_floating(half, np.float32)
+    half = parity.cast_floating(sample, HALF[dtype])
+    upcast = parity.cast_floating(half, np.float32)
     f, refs, primals = _bound_floats(info, half)
 
     def vjp_of(*p):
@@ -258,7 +258,7 @@ def test_mixed_dtypes_follow_jax_promotion(info, sample, lowered, request):
     except (RuntimeError, TypeError):  # torch rejects the mix
         expected_dtype = jnp.result_type(*[mixed.get(r).dtype for r in refs])
         rule = "JAX promotion (torch raises)"
-    reference = cast_floating(mixed, np.float32)
+    reference = parity.cast_floating(mixed, np.float32)
     ours = parity.leaves(parity.call_jax(info, mixed))
     theirs = parity.leaves(parity.call_jax(info, reference))
     assert ours[0].dtype == expected_dtype, f"output dtype {ours[0].dtype}; {rule} gives {expected_dtype}"

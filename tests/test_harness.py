@@ -88,3 +88,18 @@ def test_report_lists_every_op_and_flags_failures(monkeypatch, capsys):
     assert "FAIL" in lines["sigmoid"]
     assert "flatten" not in out
     assert "PASS" in lines["mse_loss"]
+
+
+def test_report_float64_columns_say_who_is_nearer_the_truth(monkeypatch):
+    """A jaxops op off by 1e-5 relative (~80 float32 ulps) shows as far from float64, torch as near."""
+    wrong = dataclasses.replace(SIGMOID, op=lambda x: jaxops.sigmoid(x) * (1 + 1e-5))
+    monkeypatch.setitem(REGISTRY, "sigmoid", wrong)
+    row = report.check_op("sigmoid", max_configs=4)
+
+    def rms(err):
+        assert err.n > 0, "the float64 comparison ran on some elements"
+        return (err.sq / err.n) ** 0.5
+
+    assert rms(row.torch_fwd_f64) <= 1.0, "torch's float32 sigmoid is within an ulp of the exact value"
+    assert rms(row.jax_fwd_f64) > 20 * rms(row.torch_fwd_f64)
+    assert rms(row.jax_grad_f64) > 20 * rms(row.torch_grad_f64)

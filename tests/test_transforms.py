@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cases import cast_floating, sample_cases, small_cases
+from cases import sample_cases, small_cases
 from jaxops.testing import REGISTRY, Tol, is_floating, parity
 
 
@@ -186,7 +186,7 @@ def test_hessian_vector_product_matches_finite_differences(info, sample):
     Samples declaring a deviation (``SampleInput.xfail["hvp"]``) are strict expected failures.
     """
     with jax.enable_x64(True):
-        sample64 = cast_floating(sample, np.float64)
+        sample64 = parity.cast_floating(sample, np.float64)
         refs = info.grad_refs(sample64)
         f = parity.bind(info, sample64, refs)
         rng = np.random.default_rng(7)

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxops.testing.opinfo import ArgRef, OpInfo, SampleInput, Tol
+from jaxops.testing.opinfo import ArgRef, OpInfo, SampleInput, Tol, is_floating
 
 
 def _map_arrays(fn: Callable[[np.ndarray], Any], value: Any) -> Any:
@@ -75,6 +75,19 @@ def to_numpy(leaf: Any) -> np.ndarray | None:
             t = t.float()
         return t.numpy()
     return np.asarray(leaf)
+
+
+def cast_floating(sample: SampleInput, dtype: Any) -> SampleInput:
+    """A copy of ``sample`` with every floating NumPy array (inside lists too) cast to ``dtype``."""
+
+    def cast(a: np.ndarray) -> np.ndarray:
+        return a.astype(dtype) if is_floating(a.dtype) else a
+
+    return dataclasses.replace(
+        sample,
+        args=tuple(_map_arrays(cast, a) for a in sample.args),
+        kwargs={k: _map_arrays(cast, v) for k, v in sample.kwargs.items()},
+    )
 
 
 def call_jax(info: OpInfo, sample: SampleInput, **overrides: Any) -> Any:
@@ -198,37 +211,64 @@ def _cotangent_leaf(rng: np.random.Generator, leaf: Any, carries: bool) -> Any:
     return rng.standard_normal(shape).astype(dtype)
 
 
-def check_vjp(info: OpInfo, sample: SampleInput, seed: int = 0) -> list[Comparison]:
-    """``jax.vjp`` vs ``torch.autograd.grad`` with the same random cotangent, per grad argument."""
-    import torch
+@dataclasses.dataclass(frozen=True)
+class Cotangent:
+    """The random cotangent of one VJP, fed to jaxops and torch alike.
 
+    Attributes:
+        values: one NumPy array per non-``None`` output leaf (``float0`` for integer leaves).
+        positions: each value's index among ``leaves(output)`` (``None`` leaves counted).
+        carrying: the positions that carry a cotangent (``OpInfo.grad_outputs``); zeros elsewhere.
+    """
+
+    values: list[Any]
+    positions: list[int]
+    carrying: frozenset[int]
+
+
+def jax_vjp(info: OpInfo, sample: SampleInput, seed: int = 0) -> tuple[list[Any], Cotangent]:
+    """``jax.vjp`` of the op w.r.t. ``info.grad_refs(sample)`` with a random cotangent."""
     refs = info.grad_refs(sample)
-    if not refs:
-        return []
-    tol = sample.grad_tol or info.grad_tol
     primals = [to_jax(sample.get(r)) for r in refs]
     out, vjp_fn = jax.vjp(bind(info, sample, refs), *primals)
     out_leaves, treedef = jax.tree_util.tree_flatten(out)
     # Index output leaves as `leaves()` does (None kept), so grad_outputs means the same on both sides.
     positions = [i for i, leaf in enumerate(leaves(out)) if leaf is not None]
-    carrying = set(range(len(leaves(out)))) if info.grad_outputs is None else set(info.grad_outputs)
+    carrying = frozenset(range(len(leaves(out))) if info.grad_outputs is None else info.grad_outputs)
     rng = np.random.default_rng(seed)
     cots = [_cotangent_leaf(rng, leaf, pos in carrying) for pos, leaf in zip(positions, out_leaves)]
     jax_cots = [c if c.dtype == jax.dtypes.float0 else jnp.asarray(c) for c in cots]
-    ours = vjp_fn(jax.tree_util.tree_unflatten(treedef, jax_cots))
+    grads = vjp_fn(jax.tree_util.tree_unflatten(treedef, jax_cots))
+    return list(grads), Cotangent(cots, positions, carrying)
 
-    t_out, t_inputs = call_torch(info, sample, requires_grad=refs)
+
+def torch_vjp(info: OpInfo, sample: SampleInput, cot: Cotangent) -> list[Any]:
+    """``torch.autograd.grad`` of the reference w.r.t. ``info.grad_refs(sample)`` for ``cot``.
+
+    The cotangent is cast to each torch output's dtype (a float64 run gets it exactly).
+    """
+    import torch
+
+    t_out, t_inputs = call_torch(info, sample, requires_grad=info.grad_refs(sample))
     t_leaves = [leaf for leaf in leaves(t_out) if leaf is not None]
     pairs = [
-        (t, to_torch(c))
-        for pos, t, c in zip(positions, t_leaves, cots)
-        if pos in carrying and t.requires_grad
+        (t, to_torch(c).to(t.dtype))
+        for pos, t, c in zip(cot.positions, t_leaves, cot.values)
+        if pos in cot.carrying and t.requires_grad
     ]
     if pairs:
-        theirs = torch.autograd.grad(
-            [p[0] for p in pairs], t_inputs, [p[1] for p in pairs], allow_unused=True
-        )
+        theirs = torch.autograd.grad([p[0] for p in pairs], t_inputs, [p[1] for p in pairs], allow_unused=True)
     else:
         theirs = [None] * len(t_inputs)
-    theirs = [torch.zeros_like(x) if g is None else g for g, x in zip(theirs, t_inputs)]
+    return [torch.zeros_like(x) if g is None else g for g, x in zip(theirs, t_inputs)]
+
+
+def check_vjp(info: OpInfo, sample: SampleInput, seed: int = 0) -> list[Comparison]:
+    """``jax.vjp`` vs ``torch.autograd.grad`` with the same random cotangent, per grad argument."""
+    refs = info.grad_refs(sample)
+    if not refs:
+        return []
+    tol = sample.grad_tol or info.grad_tol
+    ours, cot = jax_vjp(info, sample, seed)
+    theirs = torch_vjp(info, sample, cot)
     return [compare(f"grad[{r}]", o, t, tol) for r, o, t in zip(refs, ours, theirs)]
