@@ -5,16 +5,16 @@ cannot raise inside ``jit``. Ops call :func:`data_check` from their public
 (traced) wrappers; it records a ``checkify`` check only while ``checked`` is
 tracing, and is free otherwise.
 
-Design (why the flag is a JAX config state and not a context variable):
+Design (why the flag is a JAX user context and not a Python context variable):
 
 * The flag is read at trace time, so every trace cache that may hold a trace of
   a jaxops op must be keyed on it: a ``jax.jit`` traced once without checks and
   then called under ``checked`` would otherwise replay the check-free trace
   (checks silently missed), and a trace made under ``checked`` replayed outside
   it would carry checks nobody functionalizes. JAX keys its caches (``jit``,
-  initial-style control flow, lowering) on the config states marked
-  ``include_in_jit_key``/``include_in_trace_context``; the flag is such a state,
-  so the two kinds of traces never mix.
+  initial-style control flow, lowering) on the values of the contexts made by
+  ``jax.make_user_context``; the flag is such a context, so the two kinds of
+  traces never mix.
 * Checks are emitted as ``checkify.debug_check``: functionalized by
   ``checkify`` (hence by ``checked``) and dropped, never an error, anywhere
   else. Outside ``checked`` nothing at all is emitted, so unchecked traces stay
@@ -34,42 +34,17 @@ from jax.experimental import checkify
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-try:  # A thread-local config state that JAX folds into its trace and jit cache keys.
-    from jax._src import config as _jax_config
+# A user context: JAX folds its value into its tracing, lowering and jit cache keys.
+_ENABLED = jax.make_user_context(default_value=False)
 
-    _ENABLED = _jax_config.State(
-        "jaxops_checked",
-        False,
-        "Whether jaxops ops emit their data-dependent checks (set by jaxops.checked).",
-        include_in_jit_key=True,
-        include_in_trace_context=True,
-    )
 
-    def checks_enabled() -> bool:
-        """True while :func:`checked` traces: ops then emit their data-dependent checks."""
-        return bool(_ENABLED.value)
+def checks_enabled() -> bool:
+    """True while :func:`checked` traces: ops then emit their data-dependent checks."""
+    return bool(_ENABLED.value)
 
-    def _enabled() -> Any:
-        return _ENABLED(True)
 
-except (ImportError, AttributeError, TypeError):  # pragma: no cover - JAX moved its config
-    # Without a keyed state the flag cannot reach JAX's caches; tests/test_checked.py
-    # fails in that case rather than letting checks be silently missed.
-    import contextlib
-    import contextvars
-
-    _VAR = contextvars.ContextVar("jaxops_checked", default=False)
-
-    def checks_enabled() -> bool:
-        return _VAR.get()
-
-    @contextlib.contextmanager
-    def _enabled() -> Any:
-        token = _VAR.set(True)
-        try:
-            yield
-        finally:
-            _VAR.reset(token)
+def _enabled() -> Any:
+    return _ENABLED(True)
 
 
 def data_check(
