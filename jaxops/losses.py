@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import numbers
 from typing import Any
@@ -129,18 +130,92 @@ def _pick_jvp(axis: int, primals: tuple, tangents: tuple) -> tuple[jax.Array, ja
     return _pick(x, t, axis), jnp.sum(jnp.where(onehot, tangents[0], 0), axis=axis)
 
 
-@functools.partial(
-    jax.jit, static_argnames=("ignore_index", "reduction", "label_smoothing", "probabilities")
-)
-def _cross_entropy(
-    x: jax.Array,
-    target: jax.Array,
-    weight: jax.Array | None,
-    ignore_index: int | None,
-    reduction: str,
-    label_smoothing: float,
-    probabilities: bool,
-) -> jax.Array:
+@dataclasses.dataclass(frozen=True)
+class _CrossEntropy:
+    """cross_entropy's validated static arguments (hashable: the jit cache key).
+
+    ``ignore_index`` is ``None`` where nothing can be ignored (probability
+    targets, or an index the target's dtype cannot hold).
+    """
+
+    reduction: str
+    label_smoothing: float
+    probabilities: bool
+    ignore_index: int | None
+
+
+def _int_scalar_in(value: int, dtype: Any) -> bool:
+    info = jnp.iinfo(dtype)
+    return info.min <= value <= info.max
+
+
+def _cross_entropy_config(
+    x: jax.Array, t: jax.Array, w: jax.Array | None, ignore_index: Any, reduction: str, label_smoothing: Any
+) -> tuple[_CrossEntropy, jax.Array]:
+    """Validates cross_entropy's arguments; returns the config and the target in a working dtype."""
+    op = "cross_entropy"
+    _utils.check_reduction(op, reduction)
+    _utils.check_floating(op, "input", x)
+    if x.ndim < 1:
+        raise _utils.fail(op, f"input must have shape (C), (N, C) or (N, C, d1, ...), got shape {x.shape}")
+    if isinstance(label_smoothing, (bool, jnp.bool_)) or not isinstance(label_smoothing, numbers.Real):
+        raise _utils.fail(op, f"label_smoothing must be a float, got {label_smoothing!r}", TypeError)
+    label_smoothing = float(label_smoothing)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise _utils.fail(op, f"label_smoothing (={label_smoothing}) must be between 0.0 and 1.0")
+    ignore_index = _utils.as_int(op, "ignore_index", ignore_index)
+    c = x.shape[0 if x.ndim == 1 else 1]
+    if w is not None:
+        if w.shape != (c,):
+            raise _utils.fail(op, f"weight should have one element per class ({c},) or be None, got shape {w.shape}")
+        if not jnp.issubdtype(w.dtype, jnp.floating):
+            raise _utils.fail(op, f"weight must have a floating dtype, got {w.dtype}", TypeError)
+    if t.shape == x.shape:
+        if not jnp.issubdtype(t.dtype, jnp.floating):
+            raise _utils.fail(
+                op, f"a target with the input's shape {x.shape} holds class probabilities and must "
+                f"have a floating dtype, got {t.dtype}", TypeError,
+            )
+        if ignore_index >= 0:
+            raise _utils.fail(op, f"ignore_index (={ignore_index}) is not supported for class-probability targets")
+        return _CrossEntropy(reduction, label_smoothing, True, None), t
+    if not jnp.issubdtype(t.dtype, jnp.integer):
+        raise _utils.fail(
+            op, f"a class-index target must have an integer dtype, got {t.dtype} (class-probability "
+            f"targets must have the input's shape {x.shape}, got {t.shape})", TypeError,
+        )
+    expected = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
+    if t.shape != expected:
+        raise _utils.fail(
+            op, f"a class-index target for input of shape {x.shape} must have shape {expected} "
+            f"(or {x.shape} for class probabilities), got {t.shape}"
+        )
+    if jnp.issubdtype(t.dtype, jnp.unsignedinteger) or jnp.iinfo(t.dtype).bits < 32:
+        t = t.astype(jnp.int32 if jnp.iinfo(t.dtype).bits < 32 else jnp.int64)
+    # An ignore_index the target's dtype cannot hold ignores nothing.
+    ignore = ignore_index if _int_scalar_in(ignore_index, t.dtype) else None
+    return _CrossEntropy(reduction, label_smoothing, False, ignore), t
+
+
+def _check_class_indices(t: jax.Array, c: int, config: _CrossEntropy, ignore_index: int) -> None:
+    """Under jaxops.checked: every class index is in [0, C) or ignored, as torch raises."""
+    if not _checks.checks_enabled() or not t.size:
+        return
+    bad = (t < 0) | (t >= c)
+    if config.ignore_index is not None:
+        bad = bad & (t != config.ignore_index)
+    _checks.data_check(
+        ~jnp.any(bad), "cross_entropy",
+        f"target holds class index {{index}}, out of range for {c} classes "
+        f"(expected 0 <= index < {c}, or ignore_index={ignore_index})",
+        index=t.ravel()[jnp.argmax(bad.ravel())],
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("config",))
+def _cross_entropy(x: jax.Array, target: jax.Array, weight: jax.Array | None, config: _CrossEntropy) -> jax.Array:
+    reduction, label_smoothing, ignore_index = config.reduction, config.label_smoothing, config.ignore_index
+    probabilities = config.probabilities
     cd = 0 if x.ndim == 1 else 1  # the class axis
     c = x.shape[cd]
     out_dtype = jnp.result_type(x, target) if probabilities else x.dtype
@@ -216,11 +291,6 @@ def _cross_entropy(
     if label_smoothing > 0:
         loss = (1 - label_smoothing) * loss + (label_smoothing / c) * smooth
     return loss.astype(out_dtype)
-
-
-def _int_scalar_in(value: int, dtype: Any) -> bool:
-    info = jnp.iinfo(dtype)
-    return info.min <= value <= info.max
 
 
 def cross_entropy(
@@ -302,66 +372,11 @@ def cross_entropy(
         gradients w.r.t. ``weight`` exist for index targets too (torch refuses).
     """
     op = "cross_entropy"
-    _utils.check_array(op, "input", input)
-    _utils.check_array(op, "target", target)
-    _utils.check_reduction(op, reduction)
-    _utils.check_floating(op, "input", input)
-    x, t = jnp.asarray(input), jnp.asarray(target)
-    if x.ndim < 1:
-        raise _utils.fail(op, f"input must have shape (C), (N, C) or (N, C, d1, ...), got shape {x.shape}")
-    if isinstance(label_smoothing, (bool, jnp.bool_)) or not isinstance(label_smoothing, numbers.Real):
-        raise _utils.fail(op, f"label_smoothing must be a float, got {label_smoothing!r}", TypeError)
-    label_smoothing = float(label_smoothing)
-    if not 0.0 <= label_smoothing <= 1.0:
-        raise _utils.fail(op, f"label_smoothing (={label_smoothing}) must be between 0.0 and 1.0")
-    ignore_index = _utils.as_int(op, "ignore_index", ignore_index)
-    cd = 0 if x.ndim == 1 else 1
-    c = x.shape[cd]
-    w = None
-    if weight is not None:
-        _utils.check_array(op, "weight", weight)
-        w = jnp.asarray(weight)
-        if w.shape != (c,):
-            raise _utils.fail(
-                op, f"weight should have one element per class ({c},) or be None, got shape {w.shape}"
-            )
-        if not jnp.issubdtype(w.dtype, jnp.floating):
-            raise _utils.fail(op, f"weight must have a floating dtype, got {w.dtype}", TypeError)
-    if t.shape == x.shape:
-        if not jnp.issubdtype(t.dtype, jnp.floating):
-            raise _utils.fail(
-                op, f"a target with the input's shape {x.shape} holds class probabilities and must "
-                f"have a floating dtype, got {t.dtype}", TypeError,
-            )
-        if ignore_index >= 0:
-            raise _utils.fail(
-                op, f"ignore_index (={ignore_index}) is not supported for class-probability targets"
-            )
-        return _cross_entropy(x, t, w, None, reduction, label_smoothing, True)
-
-    if not jnp.issubdtype(t.dtype, jnp.integer):
-        raise _utils.fail(
-            op, f"a class-index target must have an integer dtype, got {t.dtype} (class-probability "
-            f"targets must have the input's shape {x.shape}, got {t.shape})", TypeError,
-        )
-    expected = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
-    if t.shape != expected:
-        raise _utils.fail(
-            op, f"a class-index target for input of shape {x.shape} must have shape {expected} "
-            f"(or {x.shape} for class probabilities), got {t.shape}"
-        )
-    if jnp.issubdtype(t.dtype, jnp.unsignedinteger) or jnp.iinfo(t.dtype).bits < 32:
-        t = t.astype(jnp.int32 if jnp.iinfo(t.dtype).bits < 32 else jnp.int64)
-    # An ignore_index the target's dtype cannot hold ignores nothing.
-    ignore = ignore_index if _int_scalar_in(ignore_index, t.dtype) else None
-    if _checks.checks_enabled() and t.size:
-        bad = (t < 0) | (t >= c)
-        if ignore is not None:
-            bad = bad & (t != ignore)
-        _checks.data_check(
-            ~jnp.any(bad), op,
-            f"target holds class index {{index}}, out of range for {c} classes "
-            f"(expected 0 <= index < {c}, or ignore_index={ignore_index})",
-            index=t.ravel()[jnp.argmax(bad.ravel())],
-        )
-    return _cross_entropy(x, t, w, ignore, reduction, label_smoothing, False)
+    for name, value in (("input", input), ("target", target), ("weight", weight)):
+        if value is not None:
+            _utils.check_array(op, name, value)
+    x, w = jnp.asarray(input), None if weight is None else jnp.asarray(weight)
+    config, t = _cross_entropy_config(x, jnp.asarray(target), w, ignore_index, reduction, label_smoothing)
+    if not config.probabilities:
+        _check_class_indices(t, x.shape[0 if x.ndim == 1 else 1], config, ignore_index)
+    return _cross_entropy(x, t, w, config)
