@@ -145,6 +145,37 @@ def _channel_vector(op: str, name: str, value: Any, c: int, shape: tuple[int, ..
     return v.reshape(c)
 
 
+def _optional_array(op: str, name: str, value: Any) -> jax.Array | None:
+    if value is None:
+        return None
+    _utils.check_array(op, name, value)
+    return jnp.asarray(value)
+
+
+def _check_mode(
+    x: jax.Array, rm: jax.Array | None, rv: jax.Array | None, eps: Any, training: bool, axis_name: Any
+) -> None:
+    """torch's rules for one mode: statistics needed in evaluation, more than one value per channel
+    (over every device of ``axis_name``) in training, and the sign of a concrete ``eps``."""
+    op = "batch_norm"
+    eps_value = _concrete(eps)
+    if training:
+        if (rm is None) != (rv is None):
+            raise _utils.fail(op, "running_mean and running_var must either both be None or neither be None")
+        axis_size = 1 if axis_name is None else _axis_size(op, axis_name)
+        if x.shape[0] * math.prod(x.shape[2:]) * axis_size == 1:
+            raise _utils.fail(op, f"expected more than 1 value per channel when training, got input shape {x.shape}")
+        if eps_value is not None and not eps_value > 0:
+            raise _utils.fail(op, f"eps (={eps_value}) must be positive during training")
+        return
+    if rm is None:
+        raise _utils.fail(op, "running_mean must be given in evaluation mode (training=False)")
+    if rv is None:
+        raise _utils.fail(op, "running_var must be given in evaluation mode (training=False)")
+    if eps_value is not None and not eps_value >= 0:
+        raise _utils.fail(op, f"eps (={eps_value}) must be non-negative")
+
+
 def batch_norm(
     input: ArrayLike,
     running_mean: ArrayLike | None,
@@ -235,12 +266,7 @@ def batch_norm(
         raise _utils.fail(op, f"input must have 2 or more dimensions (N, C, *), got shape {x.shape}")
     _utils.check_floating(op, "input", x)
     if x.ndim == 1:  # torch returns an empty (0,) input as it is, whatever the statistics
-        stats = []
-        for name, value in (("running_mean", running_mean), ("running_var", running_var)):
-            if value is not None:
-                _utils.check_array(op, name, value)
-            stats.append(None if value is None else jnp.asarray(value))
-        return BatchNormOutput(x, *stats)
+        return BatchNormOutput(x, *(_optional_array(op, n, v) for n, v in (("running_mean", running_mean), ("running_var", running_var))))
     if not isinstance(training, (bool, jnp.bool_)):
         raise _utils.fail(op, f"training must be a bool, got {training!r}", TypeError)
     training = bool(training)
@@ -255,20 +281,5 @@ def batch_norm(
     rv = _channel_vector(op, "running_var", running_var, c, x.shape, strict=True)
     w = _channel_vector(op, "weight", weight, c, x.shape, strict=False)
     b = _channel_vector(op, "bias", bias, c, x.shape, strict=False)
-    eps_value = _concrete(eps)
-    if training:
-        if (rm is None) != (rv is None):
-            raise _utils.fail(op, "running_mean and running_var must either both be None or neither be None")
-        axis_size = 1 if axis_name is None else _axis_size(op, axis_name)
-        if x.shape[0] * math.prod(x.shape[2:]) * axis_size == 1:
-            raise _utils.fail(op, f"expected more than 1 value per channel when training, got input shape {x.shape}")
-        if eps_value is not None and not eps_value > 0:
-            raise _utils.fail(op, f"eps (={eps_value}) must be positive during training")
-    else:
-        if rm is None:
-            raise _utils.fail(op, "running_mean must be given in evaluation mode (training=False)")
-        if rv is None:
-            raise _utils.fail(op, "running_var must be given in evaluation mode (training=False)")
-        if eps_value is not None and not eps_value >= 0:
-            raise _utils.fail(op, f"eps (={eps_value}) must be non-negative")
+    _check_mode(x, rm, rv, eps, training, axis_name)
     return _batch_norm(x, rm, rv, w, b, momentum, eps, training=training, axis_name=axis_name)
