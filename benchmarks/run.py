@@ -26,7 +26,7 @@ memory (MALLOC_ARENA_MAX=1, MALLOC_MMAP_THRESHOLD_=1e9, MALLOC_TRIM_THRESHOLD_=4
 for torch and JAX alike. By default glibc hands every large freed block back to
 the kernel, so a program that allocates fresh outputs on each call (XLA:CPU
 does, from its worker threads) page-faults its outputs in again every time;
-memory-bound ops then measure the allocator, not the kernel (see the README).
+memory-bound ops then measure the allocator, not the kernel (docs/performance.md).
 """
 
 from __future__ import annotations

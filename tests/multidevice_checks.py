@@ -39,7 +39,7 @@ def mesh():
     """An 8-device mesh with one ``batch`` axis, ``AxisType.Auto``: the compiler propagates shardings.
 
     Explicit axes (shardings in the types, ``jax.make_mesh``'s default) are not
-    supported by every op yet: see the README.
+    supported by every op yet: see docs/transforms.md, "Many devices".
     """
     if jax.device_count() < N_DEVICES:
         pytest.skip("needs 8 devices")

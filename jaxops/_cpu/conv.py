@@ -18,10 +18,11 @@ XLA:CPU and are not what XLA:GPU or XLA:TPU run well (they never see them):
 - Dense and grouped convolutions run in NHWC/HWIO (XLA:CPU's native layout).
 - **Dense (ungrouped) convolutions are matmuls**: im2col of one output row at a
   time, ``(N * W_out, kh * kw * C) @ (kh * kw * C, O)``, about 1.5x faster than
-  XLA:CPU's own convolution. The custom JVP keeps XLA's convolution for the
-  input tangent (its transpose, the input gradient, is a fast conv) and the
-  transposed matmul orientation for the weight tangent, so the weight gradient
-  is a row-by-row ``(O, N * W_out) @ (N * W_out, K)`` accumulation.
+  XLA:CPU's own convolution. The custom JVP's input tangent is the transpose
+  of an explicit input gradient written as Eigen convolutions (kernel flipped
+  into HWIO; JAX's own transpose would give XLA:CPU's naive loop), and the
+  weight tangent the transposed matmul orientation, so the weight gradient is
+  a row-by-row ``(O, N * W_out) @ (N * W_out, K)`` accumulation.
 - Weight gradients of strided, grouped and transposed convs are one matmul per
   kernel tap (:func:`_conv_taps`), where XLA:CPU's own weight-gradient
   convolutions take a slow generic loop.
