@@ -57,29 +57,23 @@ def _conv_cases(name, x_shape, w_shape, padding, groups, flops):
         return _lax_conv(a, k, padding, groups) + c[:, None, None]
 
     workload = f"{name} {x_shape}->{w_shape[0]}"
+    return _fwd_and_grad("conv2d", workload, flops, ours, theirs, bare, (jx, jw, jb), (tx, tw, tb))
+
+
+def _fwd_and_grad(op, workload, flops, ours, theirs, bare, jax_args, torch_args):
+    """The forward and forward+backward (w.r.t. input, weight and bias) cases of one conv."""
+    grads = tuple(range(len(jax_args)))
     return [
-        Case(
-            "conv2d",
-            workload,
-            "fwd",
-            lambda: {
-                "jaxops": jax_impl(ours, jx, jw, jb),
-                "torch": torch_fwd(theirs, tx, tw, tb),
-                "lax": jax_impl(bare, jx, jw, jb),
-            },
-            flops=flops,
-        ),
-        Case(
-            "conv2d",
-            workload,
-            "fwd+bwd",
-            lambda: {
-                "jaxops": jax_fwd_bwd(ours, (jx, jw, jb), (0, 1, 2)),
-                "torch": torch_fwd_bwd(theirs, (tx, tw, tb), (0, 1, 2)),
-                "lax": jax_fwd_bwd(bare, (jx, jw, jb), (0, 1, 2)),
-            },
-            flops=3 * flops,
-        ),
+        Case(op, workload, "fwd", lambda: {
+            "jaxops": jax_impl(ours, *jax_args),
+            "torch": torch_fwd(theirs, *torch_args),
+            "lax": jax_impl(bare, *jax_args),
+        }, flops=flops),
+        Case(op, workload, "fwd+bwd", lambda: {
+            "jaxops": jax_fwd_bwd(ours, jax_args, grads),
+            "torch": torch_fwd_bwd(theirs, torch_args, grads),
+            "lax": jax_fwd_bwd(bare, jax_args, grads),
+        }, flops=3 * flops),
     ]
 
 
@@ -106,30 +100,7 @@ def _transpose_cases(x_shape, c_out):
         return _lax_conv_transpose(a, k) + c[:, None, None]
 
     workload = f"k4 s2 p1 {x_shape}->{c_out}"
-    return [
-        Case(
-            "conv_transpose2d",
-            workload,
-            "fwd",
-            lambda: {
-                "jaxops": jax_impl(ours, jx, jw, jb),
-                "torch": torch_fwd(theirs, tx, tw, tb),
-                "lax": jax_impl(bare, jx, jw, jb),
-            },
-            flops=flops,
-        ),
-        Case(
-            "conv_transpose2d",
-            workload,
-            "fwd+bwd",
-            lambda: {
-                "jaxops": jax_fwd_bwd(ours, (jx, jw, jb), (0, 1, 2)),
-                "torch": torch_fwd_bwd(theirs, (tx, tw, tb), (0, 1, 2)),
-                "lax": jax_fwd_bwd(bare, (jx, jw, jb), (0, 1, 2)),
-            },
-            flops=3 * flops,
-        ),
-    ]
+    return _fwd_and_grad("conv_transpose2d", workload, flops, ours, theirs, bare, (jx, jw, jb), (tx, tw, tb))
 
 
 def _matmul_peak(n):

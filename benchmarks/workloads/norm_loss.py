@@ -28,6 +28,35 @@ def _naive_cross_entropy(x, t, ignore_index=-100, label_smoothing=0.0):
     return jnp.sum(jnp.where(valid, loss, 0)) / jnp.sum(valid)
 
 
+def _ce_cases(workload, logits, labels, **kwargs):
+    """Forward and forward+backward (w.r.t. the logits) cases of cross_entropy(**kwargs)."""
+    import torch.nn.functional as F
+
+    jax_args = (jnp.asarray(logits), jnp.asarray(labels))
+    torch_args = (to_torch(logits), to_torch(labels))
+
+    # Labels are arguments, not closed-over constants, so XLA cannot fold them into the program.
+    def ours(a, t):
+        return jaxops.cross_entropy(a, t, **kwargs)
+
+    def theirs(a, t):
+        return F.cross_entropy(a, t, **kwargs)
+
+    def naive(a, t):
+        return _naive_cross_entropy(a, t, **kwargs)
+
+    return [
+        Case("cross_entropy", workload, "fwd", lambda: {
+            "jaxops": jax_impl(ours, *jax_args), "torch": torch_fwd(theirs, *torch_args),
+            "lax": jax_impl(naive, *jax_args),
+        }),
+        Case("cross_entropy", workload, "fwd+bwd", lambda: {
+            "jaxops": jax_fwd_bwd(ours, jax_args, (0,)), "torch": torch_fwd_bwd(theirs, torch_args, (0,)),
+            "lax": jax_fwd_bwd(naive, jax_args, (0,)),
+        }),
+    ]
+
+
 def cases(quick: bool) -> list[Case]:
     import torch
     import torch.nn.functional as F
@@ -70,52 +99,11 @@ def cases(quick: bool) -> list[Case]:
     n, k = (1024, 1000) if quick else (4096, 1000)
     logits = (3 * rng.standard_normal((n, k))).astype(np.float32)
     labels = rng.integers(0, k, n)
-    jl, jt = jnp.asarray(logits), jnp.asarray(labels)
-    tl, tt = to_torch(logits), to_torch(labels)
-
-    # Labels are arguments, not closed-over constants, so XLA cannot fold them into the program.
-    def ce(a, t):
-        return jaxops.cross_entropy(a, t, label_smoothing=0.1)
-
-    def t_ce(a, t):
-        return F.cross_entropy(a, t, label_smoothing=0.1)
-
-    def naive_ce(a, t):
-        return _naive_cross_entropy(a, t, label_smoothing=0.1)
-
-    out += [
-        Case("cross_entropy", f"({n}, {k}) label_smoothing=0.1", "fwd", lambda: {
-            "jaxops": jax_impl(ce, jl, jt), "torch": torch_fwd(t_ce, tl, tt), "lax": jax_impl(naive_ce, jl, jt),
-        }),
-        Case("cross_entropy", f"({n}, {k}) label_smoothing=0.1", "fwd+bwd", lambda: {
-            "jaxops": jax_fwd_bwd(ce, (jl, jt), (0,)), "torch": torch_fwd_bwd(t_ce, (tl, tt), (0,)),
-            "lax": jax_fwd_bwd(naive_ce, (jl, jt), (0,)),
-        }),
-    ]
+    out += _ce_cases(f"({n}, {k}) label_smoothing=0.1", logits, labels, label_smoothing=0.1)
 
     seg = (2, 21, 64, 64) if quick else (8, 21, 128, 128)
     s_logits = rng.standard_normal(seg, np.float32)
     s_labels = rng.integers(0, seg[1], (seg[0],) + seg[2:])
     s_labels[rng.uniform(size=s_labels.shape) < 0.1] = 255  # 10% "void" pixels
-    js, jst = jnp.asarray(s_logits), jnp.asarray(s_labels)
-    ts, tst = to_torch(s_logits), to_torch(s_labels)
-
-    def seg_ce(a, t):
-        return jaxops.cross_entropy(a, t, ignore_index=255)
-
-    def t_seg_ce(a, t):
-        return F.cross_entropy(a, t, ignore_index=255)
-
-    def naive_seg_ce(a, t):
-        return _naive_cross_entropy(a, t, ignore_index=255)
-
-    out += [
-        Case("cross_entropy", f"segmentation {seg} ignore_index=255", "fwd", lambda: {
-            "jaxops": jax_impl(seg_ce, js, jst), "torch": torch_fwd(t_seg_ce, ts, tst), "lax": jax_impl(naive_seg_ce, js, jst),
-        }),
-        Case("cross_entropy", f"segmentation {seg} ignore_index=255", "fwd+bwd", lambda: {
-            "jaxops": jax_fwd_bwd(seg_ce, (js, jst), (0,)), "torch": torch_fwd_bwd(t_seg_ce, (ts, tst), (0,)),
-            "lax": jax_fwd_bwd(naive_seg_ce, (js, jst), (0,)),
-        }),
-    ]
+    out += _ce_cases(f"segmentation {seg} ignore_index=255", s_logits, s_labels, ignore_index=255)
     return out

@@ -393,10 +393,10 @@ def _conv_fast(x, w, stride, pads, dilation, groups, matmul=True):
 
 def _conv_fast_jvp(stride, pads, dilation, groups, matmul, primals, tangents):
     # Bilinear: d(x * w) = dx * w + x * dw. The value is computed as matmuls (dense
-    # convs); the dx term keeps XLA's convolution, because its transpose (the input
-    # gradient) is then a fast stride-1 conv where the matmul form's is a slow
-    # scatter of patches. The dw term is written per tap so that its transpose,
-    # the weight gradient, is a set of matmuls.
+    # convs); the dx term is built so that its transpose (the input gradient) is a set
+    # of Eigen convolutions, where the matmul form's would be a slow scatter of patches.
+    # The dw term is written per tap so that its transpose, the weight gradient, is a
+    # set of matmuls.
     (x, w), (dx, dw) = primals, tangents
     y = _conv_fast(x, w, stride, pads, dilation, groups, matmul)
     dy = jnp.zeros_like(y)

@@ -335,6 +335,18 @@ def _conv_transpose2d_strategy_args(draw, st, k, groups):
     return hw, {"stride": stride, "padding": padding, "output_padding": output_padding, "groups": groups, "dilation": dilation}
 
 
+# What the two convolutions share: their differentiable arguments, batch axis,
+# tolerances and GPU/TPU lowering.
+_SHARED = dict(
+    grad_args=(0, 1, "bias"),
+    batch_args=batch_axis(0, ndim=4),
+    # Sums of up to ~100 (forward) and ~1000 (weight gradient) float32 products of
+    # unit-variance terms, accumulated in a different order than torch's kernels.
+    fwd_tol=Tol(1e-5, 1e-5),
+    grad_tol=Tol(1e-5, 3e-5),
+    lowering=Lowering(convolution=True),
+)
+
 OPS = [
     OpInfo(
         name="conv2d",
@@ -342,15 +354,9 @@ OPS = [
         ref=_conv2d_ref,
         sample_inputs=_conv2d_samples,
         error_inputs=_conv2d_errors,
-        grad_args=(0, 1, "bias"),
-        batch_args=batch_axis(0, ndim=4),
         formula="out[n,o] = b[o] + sum_c w[o,c] * pad(x)[n,c] (strided, dilated, grouped)",
-        # Sums of up to ~100 (forward) and ~1000 (weight gradient) float32 products of
-        # unit-variance terms, accumulated in a different order than torch's kernels.
-        fwd_tol=Tol(1e-5, 1e-5),
-        grad_tol=Tol(1e-5, 3e-5),
         torch_name="torch.nn.functional.conv2d / nn.Conv2d(padding_mode)",
-        lowering=Lowering(convolution=True),
+        **_SHARED,
         strategy=_strategy(False, _conv2d_strategy_args),
     ),
     OpInfo(
@@ -359,14 +365,9 @@ OPS = [
         ref=_conv_transpose2d_ref,
         sample_inputs=_conv_transpose2d_samples,
         error_inputs=_conv_transpose2d_errors,
-        grad_args=(0, 1, "bias"),
-        batch_args=batch_axis(0, ndim=4),
         formula="out = vjp_x(conv2d(x, w, pad=(p, p - output_padding)))(input) + b",
-        # As conv2d: sums of up to a few hundred float32 products in a different order.
-        fwd_tol=Tol(1e-5, 1e-5),
-        grad_tol=Tol(1e-5, 3e-5),
         torch_name="torch.nn.functional.conv_transpose2d / nn.ConvTranspose2d(output_size)",
-        lowering=Lowering(convolution=True),
+        **_SHARED,
         strategy=_strategy(True, _conv_transpose2d_strategy_args),
     ),
 ]

@@ -224,6 +224,15 @@ def _strategy(align):
     return strategy
 
 
+# What the two RoI ops share: the map is differentiable (boxes are not, as in
+# torchvision), batches of maps and of box sets both vmap, boxes keep their dtype.
+_SHARED = dict(
+    grad_args=(0,),
+    vmap_args=(0, 1),
+    batch_args=batch_axis(0, ndim=4),
+    dtype_deviations=BOXES_DTYPE,
+)
+
 OPS = [
     OpInfo(
         name="roi_pool",
@@ -232,11 +241,8 @@ OPS = [
         sample_inputs=_pool_samples,
         error_inputs=lambda: _errors("roi_pool"),
         formula="out[k,c,i,j] = max over bin (first max wins, NaN never)",
-        grad_args=(0,),
-        vmap_args=(0, 1),  # batches of feature maps and of box sets both work
-        batch_args=batch_axis(0, ndim=4),
         data_errors=ROI_POOL_DATA_ERRORS,
-        dtype_deviations=BOXES_DTYPE,
+        **_SHARED,
         # A max moves values, computes none; the gradient sums at most a few cotangents.
         fwd_tol=EXACT,
         grad_tol=Tol(1e-6, 1e-6),
@@ -256,11 +262,8 @@ OPS = [
         sample_inputs=_align_samples,
         error_inputs=lambda: _errors("roi_align"),
         formula="out = mean over samples of bilinear(x, s) = My X Mx^T / count",
-        grad_args=(0,),
-        vmap_args=(0, 1),
-        batch_args=batch_axis(0, ndim=4),
         data_errors=ROI_ALIGN_DATA_ERRORS,
-        dtype_deviations=BOXES_DTYPE,
+        **_SHARED,
         # Sums of up to a few hundred bilinear terms, in a different order from torchvision's.
         fwd_tol=Tol(1e-5, 1e-6),
         grad_tol=Tol(1e-5, 1e-6),
