@@ -159,7 +159,10 @@ def benchmarks(dry: bool, out: Path) -> int:
 
     args = ["--out", str(out), "--no-progress"]
     if dry:
-        args += ["--quick", "--reps", "1", "--min-time", "0", "--mode", "fwd", "--name", "bench-dry-run"]
+        # Two cases are enough to see the device plumbing work (the suite's time matters);
+        # tests/test_benchmarks.py and tests/test_models.py run the workloads themselves.
+        args += ["--quick", "--reps", "1", "--min-time", "0", "--mode", "fwd", "--name", "bench-dry-run",
+                 "--op", "conv2d", "--op", "roi_head"]
     else:
         args += ["--device", "gpu", "--reps", "7", "--min-time", "0.3"]
     return run.main(args)

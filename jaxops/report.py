@@ -206,6 +206,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"check every registered configuration (default: {DEFAULT_CONFIGS} per op, evenly "
         "spread; the test suite runs them all)",
     )
+    parser.add_argument("--configs", type=int, default=DEFAULT_CONFIGS, metavar="N",
+                        help=f"configurations per op, evenly spread (default {DEFAULT_CONFIGS})")
     args = parser.parse_args(argv)
 
     try:
@@ -236,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name in names:
-            rows.append(check_op(name, None if args.all else DEFAULT_CONFIGS))
+            rows.append(check_op(name, None if args.all else args.configs))
     print(format_table(rows))
     failed = [r for r in rows if r.failures]
     print(f"\n{sum(r.configs for r in rows)} configurations in {time.perf_counter() - start:.1f} s.")
