@@ -61,7 +61,10 @@ def parity_on_device(lines: list[str], configs: int, device: str, ops: list[str]
         rows = [report.check_op(name, configs) for name in ops or REGISTRY]
     _log(lines, f"## 1. Parity: jaxops on {jax.default_backend()}, torch on {device}\n")
     _log(lines, report.format_markdown(rows))
-    _log(lines, f"\n{sum(r.configs for r in rows)} configurations in {time.perf_counter() - start:.0f} s.")
+    _log(
+        lines,
+        f"\n{sum(r.configs for r in rows)} configurations in {time.perf_counter() - start:.0f} s.",
+    )
     for r in rows:
         for failure in r.failures[:3]:
             _log(lines, f"- {r.name}: {failure}")
@@ -69,7 +72,9 @@ def parity_on_device(lines: list[str], configs: int, device: str, ops: list[str]
 
 
 def _pool_grad(x):
-    return jax.jit(jax.grad(lambda x: jnp.sum(jnp.sin(jaxops.max_pool2d(x, 3, stride=2, padding=1)))))(x)
+    return jax.jit(
+        jax.grad(lambda x: jnp.sum(jnp.sin(jaxops.max_pool2d(x, 3, stride=2, padding=1))))
+    )(x)
 
 
 def _roi_grad(x, boxes):
@@ -98,18 +103,25 @@ def determinism(lines: list[str], dry: bool) -> bool:
     x = jnp.asarray(rng.integers(0, 3, shape).astype(np.float32))  # many ties
     a, b = _pool_grad(x), _pool_grad(x)
     same = bool(jnp.array_equal(a, b))
-    _log(lines, f"- max_pool2d k3 s2 p1 {shape}, tie-heavy: gradient twice bitwise equal: **{same}**")
+    _log(
+        lines, f"- max_pool2d k3 s2 p1 {shape}, tie-heavy: gradient twice bitwise equal: **{same}**"
+    )
     roi_shape, k = ((1, 4, 12, 12), 16) if dry else ((2, 256, 50, 50), 512)
     xr, boxes = _roi_inputs(roi_shape, k)
     r1, r2 = _roi_grad(xr, boxes), _roi_grad(xr, boxes)
-    _log(lines, f"- roi_pool {roi_shape} K={k}, overlapping RoIs: gradient twice bitwise equal: "
-         f"{bool(jnp.array_equal(r1, r2))} (max difference {float(jnp.max(jnp.abs(r1 - r2))):.2e})")
+    _log(
+        lines,
+        f"- roi_pool {roi_shape} K={k}, overlapping RoIs: gradient twice bitwise equal: "
+        f"{bool(jnp.array_equal(r1, r2))} (max difference {float(jnp.max(jnp.abs(r1 - r2))):.2e})",
+    )
     flags = os.environ.get("XLA_FLAGS", "")
     if "--xla_gpu_deterministic_ops" not in flags:
         env = dict(os.environ, XLA_FLAGS=f"{flags} --xla_gpu_deterministic_ops=true".strip())
         cmd = [sys.executable, __file__, "--roi-determinism-only"] + (["--dry-run"] if dry else [])
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-        result = proc.stdout.strip().splitlines()[-1] if proc.returncode == 0 else proc.stderr[-500:]
+        result = (
+            proc.stdout.strip().splitlines()[-1] if proc.returncode == 0 else proc.stderr[-500:]
+        )
         _log(lines, f"- the same with `--xla_gpu_deterministic_ops=true`: {result}")
     return same
 
@@ -135,22 +147,39 @@ def roi_division(lines: list[str], device: str) -> None:
     corners[:, 2:] += corners[:, :2]
     boxes = np.concatenate([rng.integers(0, 2, (64, 1)), corners], 1).astype(np.float32)
     _log(lines, "Outputs off by more than the op's float32 tolerance mean a bin edge moved.\n")
-    _log(lines, "| op | spatial_scale | vs torchvision CPU: max abs err (outputs beyond tolerance) "
-         "| vs torchvision on device: max abs err |")
+    _log(
+        lines,
+        "| op | spatial_scale | vs torchvision CPU: max abs err (outputs beyond tolerance) "
+        "| vs torchvision on device: max abs err |",
+    )
     _log(lines, "|---|---:|---:|---:|")
     for scale in (0.5, 1 / 3, 0.3, 1 / 16, 0.7):
         for name in ("roi_pool", "roi_align"):
             kw = {"sampling_ratio": -1, "aligned": True} if name == "roi_align" else {}
             ours = np.asarray(getattr(jaxops, name)(x, boxes, 5, spatial_scale=scale, **kw))
             ref = getattr(torchvision.ops, name)
-            cpu = ref(torch.from_numpy(x), torch.from_numpy(boxes), 5, spatial_scale=scale, **kw).numpy()
-            dev = ref(torch.from_numpy(x).to(device), torch.from_numpy(boxes).to(device), 5,
-                      spatial_scale=scale, **kw).cpu().numpy()
+            cpu = ref(
+                torch.from_numpy(x), torch.from_numpy(boxes), 5, spatial_scale=scale, **kw
+            ).numpy()
+            dev = (
+                ref(
+                    torch.from_numpy(x).to(device),
+                    torch.from_numpy(boxes).to(device),
+                    5,
+                    spatial_scale=scale,
+                    **kw,
+                )
+                .cpu()
+                .numpy()
+            )
             err_cpu = np.abs(ours - cpu)
             tol = REGISTRY[name].fwd_tol
             beyond = int(np.sum(err_cpu > tol.atol + tol.rtol * np.abs(cpu)))
-            _log(lines, f"| {name} | {scale:.4g} | {err_cpu.max():.2e} ({beyond}) "
-                 f"| {np.abs(ours - dev).max():.2e} |")
+            _log(
+                lines,
+                f"| {name} | {scale:.4g} | {err_cpu.max():.2e} ({beyond}) "
+                f"| {np.abs(ours - dev).max():.2e} |",
+            )
 
 
 def benchmarks(dry: bool, out: Path) -> int:
@@ -161,20 +190,43 @@ def benchmarks(dry: bool, out: Path) -> int:
     if dry:
         # Two cases are enough to see the device plumbing work (the suite's time matters);
         # tests/test_benchmarks.py and tests/test_models.py run the workloads themselves.
-        args += ["--quick", "--reps", "1", "--min-time", "0", "--mode", "fwd", "--name", "bench-dry-run",
-                 "--op", "conv2d", "--op", "roi_head"]
+        args += [
+            "--quick",
+            "--reps",
+            "1",
+            "--min-time",
+            "0",
+            "--mode",
+            "fwd",
+            "--name",
+            "bench-dry-run",
+            "--op",
+            "conv2d",
+            "--op",
+            "roi_head",
+        ]
     else:
         args += ["--device", "gpu", "--reps", "7", "--min-time", "0.3"]
     return run.main(args)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dry-run", action="store_true", help="on CPU, tiny sizes: check the script works")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="on CPU, tiny sizes: check the script works"
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
-    parser.add_argument("--configs", type=int, help="samples per op in the parity step (default 4; dry run 1)")
-    parser.add_argument("--parity-op", action="append", metavar="NAME",
-                        help="parity step for this op only (repeatable; default every op, dry run three)")
+    parser.add_argument(
+        "--configs", type=int, help="samples per op in the parity step (default 4; dry run 1)"
+    )
+    parser.add_argument(
+        "--parity-op",
+        action="append",
+        metavar="NAME",
+        help="parity step for this op only (repeatable; default every op, dry run three)",
+    )
     parser.add_argument("--roi-determinism-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.roi_determinism_only:
@@ -189,9 +241,11 @@ def main(argv: list[str] | None = None) -> int:
         torch.backends.cuda.matmul.allow_tf32 = False
         torch.backends.cudnn.allow_tf32 = False
     start = time.perf_counter()
-    lines = [f"# GPU check{' (dry run on CPU)' if args.dry_run else ''}\n",
-             f"{jax.devices()[0].device_kind}; jax {jax.__version__}; "
-             f"{json.dumps({k: v for k, v in os.environ.items() if k.startswith('XLA_')})}\n"]
+    lines = [
+        f"# GPU check{' (dry run on CPU)' if args.dry_run else ''}\n",
+        f"{jax.devices()[0].device_kind}; jax {jax.__version__}; "
+        f"{json.dumps({k: v for k, v in os.environ.items() if k.startswith('XLA_')})}\n",
+    ]
     ops = args.parity_op or (["conv2d", "max_pool2d", "roi_align"] if args.dry_run else None)
     ok = parity_on_device(lines, args.configs or (1 if args.dry_run else 4), device, ops)
     ok &= determinism(lines, args.dry_run)

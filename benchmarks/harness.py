@@ -212,7 +212,12 @@ def machine_info() -> dict[str, Any]:
             info["gpu"] = torch.cuda.get_device_name()
     except ImportError:
         pass
-    for var in ("XLA_FLAGS", "MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"):
+    for var in (
+        "XLA_FLAGS",
+        "MALLOC_ARENA_MAX",
+        "MALLOC_MMAP_THRESHOLD_",
+        "MALLOC_TRIM_THRESHOLD_",
+    ):
         if os.environ.get(var):
             info[var] = os.environ[var]
     return info
@@ -222,8 +227,11 @@ def _xla_memory(compiled: Any) -> dict[str, float]:
     """XLA's buffer assignment for one call: arguments, outputs and peak temporaries, in MiB."""
     try:
         m = compiled.memory_analysis()
-        sizes = {"xla_argument_mib": m.argument_size_in_bytes,
-                 "xla_output_mib": m.output_size_in_bytes, "xla_temp_mib": m.temp_size_in_bytes}
+        sizes = {
+            "xla_argument_mib": m.argument_size_in_bytes,
+            "xla_output_mib": m.output_size_in_bytes,
+            "xla_temp_mib": m.temp_size_in_bytes,
+        }
     except Exception:  # not every backend reports it
         return {}
     return {k: v / 2**20 for k, v in sizes.items()}
@@ -250,9 +258,7 @@ def _cotangent(shape_dtype: Any, seed: int) -> np.ndarray:
     return rng.standard_normal(shape_dtype.shape).astype(shape_dtype.dtype)
 
 
-def jax_fwd_bwd(
-    fn: Callable[..., Any], args: tuple, argnums: Sequence[int], seed: int = 0
-) -> Impl:
+def jax_fwd_bwd(fn: Callable[..., Any], args: tuple, argnums: Sequence[int], seed: int = 0) -> Impl:
     """Forward plus VJP of ``fn`` w.r.t. ``args[i] for i in argnums`` (fixed random cotangent)."""
     argnums = tuple(argnums)
     cot = jax.tree_util.tree_map(
@@ -375,7 +381,13 @@ def measure(impls: dict[str, Impl], reps: int = 15, min_time_s: float = 0.0) -> 
             samples[name].append(time.perf_counter() - t0)
         rep += 1
     return {
-        name: Stats(statistics.median(ts), min(ts), max(ts), impls[name].compile_s, len(ts),
-                    dict(impls[name].info))
+        name: Stats(
+            statistics.median(ts),
+            min(ts),
+            max(ts),
+            impls[name].compile_s,
+            len(ts),
+            dict(impls[name].info),
+        )
         for name, ts in samples.items()
     }

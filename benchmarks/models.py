@@ -97,8 +97,11 @@ def resnet18_torch(activation: str = "relu", num_classes: int = 10, seed: int = 
 
 
 def roi_head_torch(
-    in_channels: int = 256, activation: str = "relu", hidden: int = ROI_HIDDEN,
-    num_classes: int = ROI_CLASSES, seed: int = 0,
+    in_channels: int = 256,
+    activation: str = "relu",
+    hidden: int = ROI_HIDDEN,
+    num_classes: int = ROI_CLASSES,
+    seed: int = 0,
 ):
     """The RoI head as a torch module: ``forward(features, boxes) -> logits``.
 
@@ -248,8 +251,9 @@ def _lax_cross_entropy(logits, labels):
     return -jnp.mean(jnp.take_along_axis(logp, labels[:, None], axis=1))
 
 
-LAX = _Ops(conv=_lax_conv, batch_norm=_lax_bn, global_pool=_lax_pool,
-           cross_entropy=_lax_cross_entropy)
+LAX = _Ops(
+    conv=_lax_conv, batch_norm=_lax_bn, global_pool=_lax_pool, cross_entropy=_lax_cross_entropy
+)
 FLAVOURS = {"jaxops": JAXOPS, "lax": LAX}
 
 
@@ -260,8 +264,11 @@ def _resnet18(ops: _Ops, params: Mapping, stats: Mapping, x, activation: str):
     def conv_bn(h, conv, bn, stride, padding):
         h = ops.conv(h, params[f"{conv}.weight"], stride, padding)
         h, new_stats[f"{bn}.running_mean"], new_stats[f"{bn}.running_var"] = ops.batch_norm(
-            h, stats[f"{bn}.running_mean"], stats[f"{bn}.running_var"],
-            params[f"{bn}.weight"], params[f"{bn}.bias"],
+            h,
+            stats[f"{bn}.running_mean"],
+            stats[f"{bn}.running_var"],
+            params[f"{bn}.weight"],
+            params[f"{bn}.bias"],
         )
         return h
 
@@ -385,8 +392,9 @@ def _jitted(model: str, flavour: str, activation: str) -> Callable:
     return jax.jit(roi_head_step(activation))
 
 
-def resnet18_result(framework: str, x, labels, activation: str = "silu", dtype=np.float32,
-                    seed: int = 0) -> StepResult:
+def resnet18_result(
+    framework: str, x, labels, activation: str = "silu", dtype=np.float32, seed: int = 0
+) -> StepResult:
     """One ResNet-18 step from torchvision's seeded weights, in one framework and dtype.
 
     The weights are initialised in float32 and then cast, so every framework
@@ -408,15 +416,24 @@ def resnet18_result(framework: str, x, labels, activation: str = "silu", dtype=n
         tx = torch.from_numpy(np.asarray(x, dtype)).to(device)
         loss = torch_step(model, (tx,), torch.from_numpy(labels).to(device)).item()
         return StepResult(loss, torch_grads(model, ()), params_from_torch(model)[1])
-    params, stats = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), params_from_torch(model))
+    params, stats = jax.tree_util.tree_map(
+        lambda a: jnp.asarray(a, dtype), params_from_torch(model)
+    )
     (loss, new_stats), grads = _jitted("resnet18", framework, activation)(
         params, stats, jnp.asarray(x, dtype), jnp.asarray(labels)
     )
     return StepResult(float(loss), _np(grads), _np(new_stats))
 
 
-def roi_head_result(framework: str, features, boxes, labels, activation: str = "silu",
-                    dtype=np.float32, seed: int = 0) -> StepResult:
+def roi_head_result(
+    framework: str,
+    features,
+    boxes,
+    labels,
+    activation: str = "silu",
+    dtype=np.float32,
+    seed: int = 0,
+) -> StepResult:
     """One RoI-head step (``"torch"`` or ``"jaxops"``); the map's gradient is ``grads["features"]``."""
     import torch
 

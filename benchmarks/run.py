@@ -119,8 +119,10 @@ def time_case(case: harness.Case, reps: int, min_time_s: float) -> dict[str, Any
         try:
             record["parity"] = case.parity()
         except Exception as exc:
-            record["parity"] = {"error": f"{type(exc).__name__}: {exc}",
-                                "traceback": traceback.format_exc()}
+            record["parity"] = {
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            }
     return record
 
 
@@ -183,7 +185,15 @@ def row_cells(record: dict[str, Any]) -> list[str]:
 
 
 HEADER = [
-    "op", "workload", "mode", "jaxops ms", "torch ms", "lax ms", "/torch", "/lax", "compile s",
+    "op",
+    "workload",
+    "mode",
+    "jaxops ms",
+    "torch ms",
+    "lax ms",
+    "/torch",
+    "/lax",
+    "compile s",
     "GFLOP/s",  # jaxops' rate, for cases that state their flops
     "peak MiB",  # memory one call adds, jaxops / torch / lax, for cases that measure it
 ]
@@ -207,8 +217,9 @@ def notes(record: dict[str, Any]) -> list[str]:
             f"{name}: compile after jax.clear_caches(): "
             + ", ".join(f"{impl} {s['compile_s']:.1f} s" for impl, s in cold.items())
             + "; XLA temp MiB "
-            + ", ".join(f"{impl} {s.get('xla_temp_mib', float('nan')):.0f}"
-                        for impl, s in cold.items())
+            + ", ".join(
+                f"{impl} {s.get('xla_temp_mib', float('nan')):.0f}" for impl, s in cold.items()
+            )
         )
     parity = record.get("parity")
     if parity and "error" in parity:
@@ -216,8 +227,10 @@ def notes(record: dict[str, Any]) -> list[str]:
     elif parity:
         for label, c in parity["results"].items():
             stats = "" if c.get("stats") is None else f", stats {_err(c['stats'])}"
-            out.append(f"{name}: parity ({parity['setting']}) {label}: loss {_err(c['loss'])}, "
-                       f"grads {_err(c['grads'])} ({c['grads_worst']}){stats}")
+            out.append(
+                f"{name}: parity ({parity['setting']}) {label}: loss {_err(c['loss'])}, "
+                f"grads {_err(c['grads'])} ({c['grads_worst']}){stats}"
+            )
     return out
 
 
@@ -310,11 +323,23 @@ def plot_ratios(
     for r in timed:
         g, m = groups.index((r["op"], r["workload"])), modes.index(r["mode"])
         y = g + (m - (len(modes) - 1) / 2) * height
-        ax.barh(y, r["ratio_torch"] - 1.0, left=1.0, height=height * 0.9,
-                color=colors.get(r["mode"], f"C{m + 2}"), label=r["mode"])
-        ax.annotate(f"{r['ratio_torch']:.2f}", (r["ratio_torch"], y),
-                    xytext=(3 if r["ratio_torch"] >= 1 else -3, 0), textcoords="offset points",
-                    ha="left" if r["ratio_torch"] >= 1 else "right", va="center", fontsize=7)
+        ax.barh(
+            y,
+            r["ratio_torch"] - 1.0,
+            left=1.0,
+            height=height * 0.9,
+            color=colors.get(r["mode"], f"C{m + 2}"),
+            label=r["mode"],
+        )
+        ax.annotate(
+            f"{r['ratio_torch']:.2f}",
+            (r["ratio_torch"], y),
+            xytext=(3 if r["ratio_torch"] >= 1 else -3, 0),
+            textcoords="offset points",
+            ha="left" if r["ratio_torch"] >= 1 else "right",
+            va="center",
+            fontsize=7,
+        )
     ax.set_xscale("log")
     ax.set_xlim(1 / span, span)
     step = 1 if span <= 16 else 2
@@ -336,7 +361,8 @@ def plot_ratios(
     if unique:
         ax.legend(unique.values(), unique.keys(), loc="lower right", fontsize=8)
     ax.set_title(
-        "jaxops vs PyTorch eager, " + ("GPU" if machine.get("gpu") else "CPU")
+        "jaxops vs PyTorch eager, "
+        + ("GPU" if machine.get("gpu") else "CPU")
         + (" (--quick shapes)" if quick else "")
         + f"\n{_where(machine)}, {machine['date'][:10]}, "
         f"jax {machine['jax']}, torch {machine['torch']}",
@@ -373,33 +399,65 @@ TUNED_MALLOC = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python benchmarks/run.py", description=__doc__,
+        prog="python benchmarks/run.py",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="smaller shapes, fewer repetitions")
-    parser.add_argument("--op", action="append", metavar="NAME",
-                        help="only this op (repeatable, or comma-separated)")
+    parser.add_argument(
+        "--op",
+        action="append",
+        metavar="NAME",
+        help="only this op (repeatable, or comma-separated)",
+    )
     parser.add_argument("--mode", choices=("fwd", "fwd+bwd"), help="only this mode")
     parser.add_argument("--reps", type=int, help="timed repetitions per case (default 15, quick 5)")
-    parser.add_argument("--min-time", type=float, metavar="S",
-                        help="repeat each case for at least S seconds (default 1, quick 0.2)")
-    parser.add_argument("--threads", type=int, metavar="N",
-                        help="run XLA and torch on N cores (default: all this process may use)")
-    parser.add_argument("--out", type=Path, default=HERE / "results", metavar="DIR",
-                        help="where the JSON, PNG and Markdown go (default benchmarks/results/)")
-    parser.add_argument("--name", metavar="STEM",
-                        help='file stem (default "bench", or "bench-quick" with --quick)')
+    parser.add_argument(
+        "--min-time",
+        type=float,
+        metavar="S",
+        help="repeat each case for at least S seconds (default 1, quick 0.2)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="run XLA and torch on N cores (default: all this process may use)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=HERE / "results",
+        metavar="DIR",
+        help="where the JSON, PNG and Markdown go (default benchmarks/results/)",
+    )
+    parser.add_argument(
+        "--name", metavar="STEM", help='file stem (default "bench", or "bench-quick" with --quick)'
+    )
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG")
-    parser.add_argument("--update-readme", action="store_true",
-                        help="put the table and chart into README.md between the bench markers")
+    parser.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="put the table and chart into README.md between the bench markers",
+    )
     parser.add_argument("--list", action="store_true", help="list the cases and exit")
-    parser.add_argument("--no-progress", action="store_true",
-                        help="no progress bar (there is none anyway when stderr is not a terminal)")
-    parser.add_argument("--tuned-malloc", action="store_true",
-                        help="run under glibc settings that keep freed memory (see above)")
-    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
-                        help="gpu: jaxops on JAX's GPU backend against torch on CUDA (TF32 off, "
-                        'synchronised); the stem becomes "bench-gpu"')
+    parser.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (there is none anyway when stderr is not a terminal)",
+    )
+    parser.add_argument(
+        "--tuned-malloc",
+        action="store_true",
+        help="run under glibc settings that keep freed memory (see above)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="gpu: jaxops on JAX's GPU backend against torch on CUDA (TF32 off, "
+        'synchronised); the stem becomes "bench-gpu"',
+    )
     args = parser.parse_args(argv)
     if args.tuned_malloc and os.environ.get("MALLOC_ARENA_MAX") != "1":
         # glibc reads these once, at process start: run this benchmark again under them.
@@ -417,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
             f"ops with workloads: {', '.join(known)}"
         )
     cases = [
-        c for c in cases
+        c
+        for c in cases
         if (not wanted or c.op in wanted) and (not args.mode or c.mode == args.mode)
     ]
     if args.list:
@@ -447,8 +506,13 @@ def main(argv: list[str] | None = None) -> int:
     print(table.header(), flush=True)
     start = time.perf_counter()
     results = []
-    progress = dict(unit="case", file=sys.stderr, leave=False, dynamic_ncols=True,
-                    disable=True if args.no_progress else None)  # None: only on a terminal
+    progress = dict(
+        unit="case",
+        file=sys.stderr,
+        leave=False,
+        dynamic_ncols=True,
+        disable=True if args.no_progress else None,
+    )  # None: only on a terminal
     with tqdm(cases, **progress) as bar:
         for case in bar:
             bar.set_postfix_str(f"{case.op} {case.mode}")
@@ -459,15 +523,32 @@ def main(argv: list[str] | None = None) -> int:
                 bar.write(f"    {line}", file=sys.stdout)
     wall_s = time.perf_counter() - start
 
-    settings = {"quick": args.quick, "reps": reps, "min_time_s": min_time, "device": args.device,
-                "ops": sorted(wanted) or None, "mode": args.mode, "wall_s": wall_s}
+    settings = {
+        "quick": args.quick,
+        "reps": reps,
+        "min_time_s": min_time,
+        "device": args.device,
+        "ops": sorted(wanted) or None,
+        "mode": args.mode,
+        "wall_s": wall_s,
+    }
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = args.name or ("bench" + ("-gpu" if args.device == "gpu" else "") + ("-quick" if args.quick else ""))
+    stem = args.name or (
+        "bench" + ("-gpu" if args.device == "gpu" else "") + ("-quick" if args.quick else "")
+    )
     paths = {"json": args.out / f"{stem}.json", "md": args.out / f"{stem}.md"}
-    paths["json"].write_text(json.dumps(
-        {"machine": machine, "settings": settings, "broken_workloads": broken, "results": results},
-        indent=1,
-    ) + "\n")
+    paths["json"].write_text(
+        json.dumps(
+            {
+                "machine": machine,
+                "settings": settings,
+                "broken_workloads": broken,
+                "results": results,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     table_md = markdown_table(results, machine, settings)
     paths["md"].write_text(table_md)
     if not args.no_chart:

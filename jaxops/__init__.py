@@ -24,7 +24,9 @@ def _register_export_types() -> None:
 
     from jaxops.normalization import BatchNormOutput
 
-    export.register_namedtuple_serialization(BatchNormOutput, serialized_name="jaxops.BatchNormOutput")
+    export.register_namedtuple_serialization(
+        BatchNormOutput, serialized_name="jaxops.BatchNormOutput"
+    )
 
 
 _register_export_types()

@@ -22,9 +22,8 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from jax import lax
-
 import jax
+from jax import lax
 
 T = TypeVar("T")
 

@@ -96,7 +96,8 @@ def normalize_dim(op: str, name: str, dim: Any, ndim: int) -> int:
     rank = max(ndim, 1)
     if not -rank <= dim < rank:
         raise fail(
-            op, f"{name} (={dim}) is out of range for a {ndim}-d input (expected [{-rank}, {rank - 1}])"
+            op,
+            f"{name} (={dim}) is out of range for a {ndim}-d input (expected [{-rank}, {rank - 1}])",
         )
     return dim % rank
 

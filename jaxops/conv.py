@@ -64,8 +64,14 @@ class _Conv:
 
 def _portable_conv(cfg: _Conv, x: jax.Array, w: jax.Array) -> jax.Array:
     return lax.conv_general_dilated(
-        x, w, cfg.stride, cfg.pads, rhs_dilation=cfg.dilation, dimension_numbers=_NCHW,
-        feature_group_count=cfg.groups, precision=cfg.precision,
+        x,
+        w,
+        cfg.stride,
+        cfg.pads,
+        rhs_dilation=cfg.dilation,
+        dimension_numbers=_NCHW,
+        feature_group_count=cfg.groups,
+        precision=cfg.precision,
     )
 
 
@@ -94,7 +100,8 @@ def _conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None, cfg: _Conv) -> jax.
         x = jnp.pad(x, ((0, 0), (0, 0), *cfg.pads), mode=_JNP_PAD_MODE[cfg.padding_mode])
         cfg = dataclasses.replace(cfg, pads=((0, 0), (0, 0)), padding_mode="zeros")
     y = _platform.choose(
-        x, w,
+        x,
+        w,
         cpu=lambda x, w: _cpu.conv2d(x, w, cfg.stride, cfg.pads, cfg.dilation, cfg.groups),
         portable=functools.partial(_portable_conv, cfg),
     )
@@ -105,7 +112,8 @@ def _conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None, cfg: _Conv) -> jax.
 def _conv_transpose2d(x: jax.Array, w: jax.Array, b: jax.Array | None, cfg: _Conv) -> jax.Array:
     out_shape = (x.shape[0], w.shape[1] * cfg.groups, *cfg.out_hw)
     y = _platform.choose(
-        x, w,
+        x,
+        w,
         cpu=lambda x, w: _cpu.conv_transpose2d(
             x, w, out_shape, cfg.stride, cfg.pads, cfg.dilation, cfg.groups
         ),
@@ -187,7 +195,8 @@ def _padding(op: str, padding: Any, stride, dilation, kernel) -> Pads:
 def _check_padding_mode(op: str, mode: str, pads: Pads, size: Sequence[int]) -> None:
     if mode == "reflect" and any(max(lo, hi) >= n for (lo, hi), n in zip(pads, size)):
         raise _utils.fail(
-            op, f"reflect padding {pads} must be smaller than the input's spatial size {tuple(size)}"
+            op,
+            f"reflect padding {pads} must be smaller than the input's spatial size {tuple(size)}",
         )
     if mode == "circular" and any(max(lo, hi) > n for (lo, hi), n in zip(pads, size)):
         raise _utils.fail(
@@ -196,8 +205,15 @@ def _check_padding_mode(op: str, mode: str, pads: Pads, size: Sequence[int]) -> 
 
 
 def _conv2d_config(
-    x: jax.Array, w: jax.Array, b: jax.Array | None, stride: Any, padding: Any, dilation: Any,
-    groups: Any, padding_mode: Any, precision: Any,
+    x: jax.Array,
+    w: jax.Array,
+    b: jax.Array | None,
+    stride: Any,
+    padding: Any,
+    dilation: Any,
+    groups: Any,
+    padding_mode: Any,
+    precision: Any,
 ) -> _Conv:
     op = "conv2d"
     stride = _utils.as_tuple(op, "stride", stride)
@@ -212,7 +228,8 @@ def _conv2d_config(
     c_in, c_out = x.shape[-3], w.shape[0]
     if c_out == 0:
         raise _utils.fail(
-            op, f"weight must have at least one output channel, got weight of shape {tuple(w.shape)}"
+            op,
+            f"weight must have at least one output channel, got weight of shape {tuple(w.shape)}",
         )
     if c_out % groups:
         raise _utils.fail(
@@ -247,10 +264,13 @@ def _output_padding_from_size(
     """The ``output_padding`` that ``nn.ConvTranspose2d.forward``'s ``output_size`` asks for."""
     if output_padding != (0, 0):
         raise _utils.fail(
-            op, f"pass output_size (={output_size!r}) or output_padding (={output_padding}), not both"
+            op,
+            f"pass output_size (={output_size!r}) or output_padding (={output_padding}), not both",
         )
     if isinstance(output_size, str) or not isinstance(output_size, Sequence):
-        raise _utils.fail(op, f"output_size must be a sequence of ints, got {output_size!r}", TypeError)
+        raise _utils.fail(
+            op, f"output_size must be a sequence of ints, got {output_size!r}", TypeError
+        )
     requested = tuple(_utils.as_int(op, "output_size", v) for v in output_size)
     if len(requested) not in (2, ndim):
         raise _utils.fail(
@@ -269,8 +289,16 @@ def _output_padding_from_size(
 
 
 def _conv_transpose2d_config(
-    x: jax.Array, w: jax.Array, b: jax.Array | None, stride: Any, padding: Any,
-    output_padding: Any, groups: Any, dilation: Any, output_size: Any, precision: Any,
+    x: jax.Array,
+    w: jax.Array,
+    b: jax.Array | None,
+    stride: Any,
+    padding: Any,
+    output_padding: Any,
+    groups: Any,
+    dilation: Any,
+    output_size: Any,
+    precision: Any,
 ) -> _Conv:
     op = "conv_transpose2d"
     stride = _utils.as_tuple(op, "stride", stride)
@@ -317,13 +345,18 @@ def _conv_transpose2d_config(
     out_hw = tuple(lo + o for lo, o in zip(smallest, output_padding))
     if any(n <= 0 for n in out_hw):
         raise _utils.fail(
-            op, f"output spatial size {out_hw} must be positive (input {tuple(size)}, padding {padding})"
+            op,
+            f"output spatial size {out_hw} must be positive (input {tuple(size)}, padding {padding})",
         )
     # The conv this is the vjp of: its bottom/right padding lowered by output_padding, so that
     # an input of out_hw rows gives exactly the rows of x (the extra rows are output).
     pads = tuple((p, p - o) for p, o in zip(padding, output_padding))
     return _Conv(
-        stride, pads, dilation, groups, _utils.precision(op, precision),  # type: ignore[arg-type]
+        stride,
+        pads,
+        dilation,
+        groups,
+        _utils.precision(op, precision),  # type: ignore[arg-type]
         out_hw=out_hw,  # type: ignore[arg-type]
     )
 

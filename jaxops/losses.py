@@ -108,7 +108,6 @@ def mse_loss(
     return _mse_loss(x, y, w, reduction)
 
 
-
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2,))
 def _pick(x: jax.Array, t: jax.Array, axis: int) -> jax.Array:
     """``x`` at index ``t`` along ``axis`` (indices clipped into range).
@@ -150,16 +149,27 @@ def _int_scalar_in(value: int, dtype: Any) -> bool:
 
 
 def _cross_entropy_config(
-    x: jax.Array, t: jax.Array, w: jax.Array | None, ignore_index: Any, reduction: str, label_smoothing: Any
+    x: jax.Array,
+    t: jax.Array,
+    w: jax.Array | None,
+    ignore_index: Any,
+    reduction: str,
+    label_smoothing: Any,
 ) -> tuple[_CrossEntropy, jax.Array]:
     """Validates cross_entropy's arguments; returns the config and the target in a working dtype."""
     op = "cross_entropy"
     _utils.check_reduction(op, reduction)
     _utils.check_floating(op, "input", x)
     if x.ndim < 1:
-        raise _utils.fail(op, f"input must have shape (C), (N, C) or (N, C, d1, ...), got shape {x.shape}")
-    if isinstance(label_smoothing, (bool, jnp.bool_)) or not isinstance(label_smoothing, numbers.Real):
-        raise _utils.fail(op, f"label_smoothing must be a float, got {label_smoothing!r}", TypeError)
+        raise _utils.fail(
+            op, f"input must have shape (C), (N, C) or (N, C, d1, ...), got shape {x.shape}"
+        )
+    if isinstance(label_smoothing, (bool, jnp.bool_)) or not isinstance(
+        label_smoothing, numbers.Real
+    ):
+        raise _utils.fail(
+            op, f"label_smoothing must be a float, got {label_smoothing!r}", TypeError
+        )
     label_smoothing = float(label_smoothing)
     if not 0.0 <= label_smoothing <= 1.0:
         raise _utils.fail(op, f"label_smoothing (={label_smoothing}) must be between 0.0 and 1.0")
@@ -167,28 +177,38 @@ def _cross_entropy_config(
     c = x.shape[0 if x.ndim == 1 else 1]
     if w is not None:
         if w.shape != (c,):
-            raise _utils.fail(op, f"weight should have one element per class ({c},) or be None, got shape {w.shape}")
+            raise _utils.fail(
+                op,
+                f"weight should have one element per class ({c},) or be None, got shape {w.shape}",
+            )
         if not jnp.issubdtype(w.dtype, jnp.floating):
             raise _utils.fail(op, f"weight must have a floating dtype, got {w.dtype}", TypeError)
     if t.shape == x.shape:
         if not jnp.issubdtype(t.dtype, jnp.floating):
             raise _utils.fail(
-                op, f"a target with the input's shape {x.shape} holds class probabilities and must "
-                f"have a floating dtype, got {t.dtype}", TypeError,
+                op,
+                f"a target with the input's shape {x.shape} holds class probabilities and must "
+                f"have a floating dtype, got {t.dtype}",
+                TypeError,
             )
         if ignore_index >= 0:
-            raise _utils.fail(op, f"ignore_index (={ignore_index}) is not supported for class-probability targets")
+            raise _utils.fail(
+                op, f"ignore_index (={ignore_index}) is not supported for class-probability targets"
+            )
         return _CrossEntropy(reduction, label_smoothing, True, None), t
     if not jnp.issubdtype(t.dtype, jnp.integer):
         raise _utils.fail(
-            op, f"a class-index target must have an integer dtype, got {t.dtype} (class-probability "
-            f"targets must have the input's shape {x.shape}, got {t.shape})", TypeError,
+            op,
+            f"a class-index target must have an integer dtype, got {t.dtype} (class-probability "
+            f"targets must have the input's shape {x.shape}, got {t.shape})",
+            TypeError,
         )
     expected = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
     if t.shape != expected:
         raise _utils.fail(
-            op, f"a class-index target for input of shape {x.shape} must have shape {expected} "
-            f"(or {x.shape} for class probabilities), got {t.shape}"
+            op,
+            f"a class-index target for input of shape {x.shape} must have shape {expected} "
+            f"(or {x.shape} for class probabilities), got {t.shape}",
         )
     if jnp.issubdtype(t.dtype, jnp.unsignedinteger) or jnp.iinfo(t.dtype).bits < 32:
         t = t.astype(jnp.int32 if jnp.iinfo(t.dtype).bits < 32 else jnp.int64)
@@ -205,7 +225,8 @@ def _check_class_indices(t: jax.Array, c: int, config: _CrossEntropy, ignore_ind
     if config.ignore_index is not None:
         bad = bad & (t != config.ignore_index)
     _checks.data_check(
-        ~jnp.any(bad), "cross_entropy",
+        ~jnp.any(bad),
+        "cross_entropy",
         f"target holds class index {{index}}, out of range for {c} classes "
         f"(expected 0 <= index < {c}, or ignore_index={ignore_index})",
         index=t.ravel()[jnp.argmax(bad.ravel())],
@@ -213,8 +234,14 @@ def _check_class_indices(t: jax.Array, c: int, config: _CrossEntropy, ignore_ind
 
 
 @functools.partial(jax.jit, static_argnames=("config",))
-def _cross_entropy(x: jax.Array, target: jax.Array, weight: jax.Array | None, config: _CrossEntropy) -> jax.Array:
-    reduction, label_smoothing, ignore_index = config.reduction, config.label_smoothing, config.ignore_index
+def _cross_entropy(
+    x: jax.Array, target: jax.Array, weight: jax.Array | None, config: _CrossEntropy
+) -> jax.Array:
+    reduction, label_smoothing, ignore_index = (
+        config.reduction,
+        config.label_smoothing,
+        config.ignore_index,
+    )
     probabilities = config.probabilities
     cd = 0 if x.ndim == 1 else 1  # the class axis
     c = x.shape[cd]
@@ -376,7 +403,9 @@ def cross_entropy(
         if value is not None:
             _utils.check_array(op, name, value)
     x, w = jnp.asarray(input), None if weight is None else jnp.asarray(weight)
-    config, t = _cross_entropy_config(x, jnp.asarray(target), w, ignore_index, reduction, label_smoothing)
+    config, t = _cross_entropy_config(
+        x, jnp.asarray(target), w, ignore_index, reduction, label_smoothing
+    )
     if not config.probabilities:
         _check_class_indices(t, x.shape[0 if x.ndim == 1 else 1], config, ignore_index)
     return _cross_entropy(x, t, w, config)

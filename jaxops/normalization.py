@@ -106,8 +106,10 @@ def _real_scalar(op: str, name: str, value: Any, hint: str = "") -> Any:
         raise _utils.fail(op, f"{name} must be a float, got {value!r}{hint}", TypeError)
     if isinstance(value, numbers.Real):
         return float(value)
-    if hasattr(value, "dtype") and jnp.ndim(value) == 0 and (
-        jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer)
+    if (
+        hasattr(value, "dtype")
+        and jnp.ndim(value) == 0
+        and (jnp.issubdtype(value.dtype, jnp.floating) or jnp.issubdtype(value.dtype, jnp.integer))
     ):
         return value
     raise _utils.fail(op, f"{name} must be a float, got {value!r}", TypeError)
@@ -118,8 +120,9 @@ def _axis_size(op: str, axis_name: Any) -> int:
         return lax.axis_size(axis_name)
     except NameError:
         raise _utils.fail(
-            op, f"axis_name (={axis_name!r}) is not bound: call batch_norm inside shard_map, "
-            "pmap or a vmap that names this axis"
+            op,
+            f"axis_name (={axis_name!r}) is not bound: call batch_norm inside shard_map, "
+            "pmap or a vmap that names this axis",
         ) from None
 
 
@@ -130,15 +133,18 @@ def _concrete(value: Any) -> float | None:
         return None
 
 
-def _channel_vector(op: str, name: str, value: Any, c: int, shape: tuple[int, ...], strict: bool) -> jax.Array | None:
+def _channel_vector(
+    op: str, name: str, value: Any, c: int, shape: tuple[int, ...], strict: bool
+) -> jax.Array | None:
     if value is None:
         return None
     _utils.check_array(op, name, value)
     v = jnp.asarray(value)
     if (v.ndim != 1 and strict) or v.size != c:
         raise _utils.fail(
-            op, f"{name} should contain {c} elements (one per channel of input of shape {shape}), "
-            f"got shape {v.shape}"
+            op,
+            f"{name} should contain {c} elements (one per channel of input of shape {shape}), "
+            f"got shape {v.shape}",
         )
     if not jnp.issubdtype(v.dtype, jnp.floating):
         raise _utils.fail(op, f"{name} must have a floating dtype, got {v.dtype}", TypeError)
@@ -153,7 +159,12 @@ def _optional_array(op: str, name: str, value: Any) -> jax.Array | None:
 
 
 def _check_mode(
-    x: jax.Array, rm: jax.Array | None, rv: jax.Array | None, eps: Any, training: bool, axis_name: Any
+    x: jax.Array,
+    rm: jax.Array | None,
+    rv: jax.Array | None,
+    eps: Any,
+    training: bool,
+    axis_name: Any,
 ) -> None:
     """torch's rules for one mode: statistics needed in evaluation, more than one value per channel
     (over every device of ``axis_name``) in training, and the sign of a concrete ``eps``."""
@@ -161,10 +172,15 @@ def _check_mode(
     eps_value = _concrete(eps)
     if training:
         if (rm is None) != (rv is None):
-            raise _utils.fail(op, "running_mean and running_var must either both be None or neither be None")
+            raise _utils.fail(
+                op, "running_mean and running_var must either both be None or neither be None"
+            )
         axis_size = 1 if axis_name is None else _axis_size(op, axis_name)
         if x.shape[0] * math.prod(x.shape[2:]) * axis_size == 1:
-            raise _utils.fail(op, f"expected more than 1 value per channel when training, got input shape {x.shape}")
+            raise _utils.fail(
+                op,
+                f"expected more than 1 value per channel when training, got input shape {x.shape}",
+            )
         if eps_value is not None and not eps_value > 0:
             raise _utils.fail(op, f"eps (={eps_value}) must be positive during training")
         return
@@ -263,17 +279,29 @@ def batch_norm(
     _utils.check_array(op, "input", input)
     x = jnp.asarray(input)
     if x.ndim < 2 and not (x.ndim == 1 and x.size == 0):
-        raise _utils.fail(op, f"input must have 2 or more dimensions (N, C, *), got shape {x.shape}")
+        raise _utils.fail(
+            op, f"input must have 2 or more dimensions (N, C, *), got shape {x.shape}"
+        )
     _utils.check_floating(op, "input", x)
     if x.ndim == 1:  # torch returns an empty (0,) input as it is, whatever the statistics
-        return BatchNormOutput(x, *(_optional_array(op, n, v) for n, v in (("running_mean", running_mean), ("running_var", running_var))))
+        return BatchNormOutput(
+            x,
+            *(
+                _optional_array(op, n, v)
+                for n, v in (("running_mean", running_mean), ("running_var", running_var))
+            ),
+        )
     if not isinstance(training, (bool, jnp.bool_)):
         raise _utils.fail(op, f"training must be a bool, got {training!r}", TypeError)
     training = bool(training)
     momentum = _real_scalar(
-        op, "momentum", momentum,
+        op,
+        "momentum",
+        momentum,
         " (torch's BatchNorm modules use momentum=None for a cumulative average; "
-        "pass momentum=1/num_batches_tracked instead)" if momentum is None else "",
+        "pass momentum=1/num_batches_tracked instead)"
+        if momentum is None
+        else "",
     )
     eps = _real_scalar(op, "eps", eps)
     c = x.shape[1]

@@ -389,8 +389,13 @@ def _portable_argmax_jvp(
 def _reduce_window_max(x: jax.Array, cfg: _Pool) -> jax.Array:
     xs, pads = cfg.window_padding(x)
     return lax.reduce_window(
-        xs, np.array(cfg.lowest(x.dtype), x.dtype), lax.max,
-        (1, 1) + cfg.kernel, (1, 1) + cfg.stride, pads, window_dilation=(1, 1) + cfg.dilation,
+        xs,
+        np.array(cfg.lowest(x.dtype), x.dtype),
+        lax.max,
+        (1, 1) + cfg.kernel,
+        (1, 1) + cfg.stride,
+        pads,
+        window_dilation=(1, 1) + cfg.dilation,
     )
 
 
@@ -403,7 +408,9 @@ def _max_values(x: jax.Array, cfg: _Pool) -> jax.Array:
 def _max_values_jvp(cfg: _Pool, primals: tuple, tangents: tuple) -> tuple:
     (x,), (t,) = primals, tangents
     return _platform.choose(
-        x, t, cpu=functools.partial(_cpu.max_jvp, cfg),
+        x,
+        t,
+        cpu=functools.partial(_cpu.max_jvp, cfg),
         portable=functools.partial(_portable_max_jvp, cfg),
     )
 
@@ -411,7 +418,8 @@ def _max_values_jvp(cfg: _Pool, primals: tuple, tangents: tuple) -> tuple:
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
 def _max_with_indices(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
     return _platform.choose(
-        x, cpu=functools.partial(_cpu.argmax, cfg),
+        x,
+        cpu=functools.partial(_cpu.argmax, cfg),
         portable=functools.partial(_portable_argmax, cfg),
     )
 
@@ -420,7 +428,9 @@ def _max_with_indices(x: jax.Array, cfg: _Pool) -> tuple[jax.Array, jax.Array]:
 def _max_with_indices_jvp(cfg: _Pool, primals: tuple, tangents: tuple) -> tuple:
     (x,), (t,) = primals, tangents
     best, flat, dt = _platform.choose(
-        x, t, cpu=functools.partial(_cpu.argmax_jvp, cfg),
+        x,
+        t,
+        cpu=functools.partial(_cpu.argmax_jvp, cfg),
         portable=functools.partial(_portable_argmax_jvp, cfg),
     )
     return (best, flat), (dt, np.zeros(flat.shape, jax.dtypes.float0))
@@ -569,7 +579,8 @@ def _check_indices_in_range(op: str, idx: jax.Array, out_hw: tuple[int, int]) ->
         valid = (idx >= 0) & (idx < size)
         first_bad = jnp.ravel(idx)[jnp.argmin(jnp.ravel(valid))]
         _checks.data_check(
-            jnp.all(valid), op,
+            jnp.all(valid),
+            op,
             f"index {{index}} is out of range for output planes of size {out_hw[0]}x{out_hw[1]}",
             index=first_bad,
         )

@@ -69,7 +69,10 @@ class Row:
         for c in comparisons:
             if not c.ok:
                 self.failures.append(f"{sample!r} {c.what}: {c.message}")
-            if c.dtype in ("float32", "float64"):  # half-precision samples count for the verdict only
+            if c.dtype in (
+                "float32",
+                "float64",
+            ):  # half-precision samples count for the verdict only
                 (self.fwd if kind == "fwd" else self.grad).add(c.sq_sum, c.count, c.max_abs)
 
     @property
@@ -148,8 +151,15 @@ def check_op(name: str, max_configs: int | None = None, float64: bool = True) ->
 
 
 _HEADER = (
-    "configs", "fwd RMSE", "fwd max|err|", "grad RMSE", "grad max|err|",
-    "fwd ulps: jaxops", "torch", "grad ulps: jaxops", "torch",
+    "configs",
+    "fwd RMSE",
+    "fwd max|err|",
+    "grad RMSE",
+    "grad max|err|",
+    "fwd ulps: jaxops",
+    "torch",
+    "grad ulps: jaxops",
+    "torch",
 )
 
 FLOAT64_NOTE = (
@@ -163,8 +173,15 @@ FLOAT64_NOTE = (
 
 def _cells(r: Row) -> tuple[str, ...]:
     return (
-        str(r.configs), r.fwd.rmse(), r.fwd.max_str(), r.grad.rmse(), r.grad.max_str(),
-        r.jax_fwd_f64.rms(), r.torch_fwd_f64.rms(), r.jax_grad_f64.rms(), r.torch_grad_f64.rms(),
+        str(r.configs),
+        r.fwd.rmse(),
+        r.fwd.max_str(),
+        r.grad.rmse(),
+        r.grad.max_str(),
+        r.jax_fwd_f64.rms(),
+        r.torch_fwd_f64.rms(),
+        r.jax_grad_f64.rms(),
+        r.torch_grad_f64.rms(),
     )
 
 
@@ -206,8 +223,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help=f"check every registered configuration (default: {DEFAULT_CONFIGS} per op, evenly "
         "spread; the test suite runs them all)",
     )
-    parser.add_argument("--configs", type=int, default=DEFAULT_CONFIGS, metavar="N",
-                        help=f"configurations per op, evenly spread (default {DEFAULT_CONFIGS})")
+    parser.add_argument(
+        "--configs",
+        type=int,
+        default=DEFAULT_CONFIGS,
+        metavar="N",
+        help=f"configurations per op, evenly spread (default {DEFAULT_CONFIGS})",
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -241,7 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             rows.append(check_op(name, None if args.all else args.configs))
     print(format_table(rows))
     failed = [r for r in rows if r.failures]
-    print(f"\n{sum(r.configs for r in rows)} configurations in {time.perf_counter() - start:.1f} s.")
+    print(
+        f"\n{sum(r.configs for r in rows)} configurations in {time.perf_counter() - start:.1f} s."
+    )
     for r in failed:
         shown = r.failures if args.verbose else r.failures[:3]
         print(f"\n{r.name}: {len(r.failures)} failing check(s)")

@@ -106,7 +106,9 @@ def _prepare(op: str, input: Any, boxes: Any, output_size: Any, spatial_scale: A
     _utils.check_positive(op, "output_size", size)
     if isinstance(spatial_scale, (bool, np.bool_)) or not isinstance(spatial_scale, numbers.Real):
         raise _utils.fail(
-            op, f"spatial_scale must be a Python float, got {type(spatial_scale).__name__}", TypeError
+            op,
+            f"spatial_scale must be a Python float, got {type(spatial_scale).__name__}",
+            TypeError,
         )
     n = x.shape[0]
     index = rois[:, 0]
@@ -114,7 +116,8 @@ def _prepare(op: str, input: Any, boxes: Any, output_size: Any, spatial_scale: A
     in_range = (index > -1) & (index < n)
     bad = jnp.where(in_range, 0, index)
     _checks.data_check(
-        jnp.all(in_range), op,
+        jnp.all(in_range),
+        op,
         "boxes batch index (={bad}) is out of range for an input of batch size " + str(n),
         bad=bad[jnp.argmin(in_range)] if rois.shape[0] else jnp.zeros((), x.dtype),
     )
@@ -193,7 +196,9 @@ def _unrolled_table(v, levels_h: int, levels_w: int, step):
             n = a.shape[axis]
             config = [(0, 0, 0)] * a.ndim
             config[axis] = (0, min(s, n), 0)
-            return lax.pad(lax.slice_in_dim(a, min(s, n), n, axis=axis), jnp.asarray(fill, a.dtype), config)
+            return lax.pad(
+                lax.slice_in_dim(a, min(s, n), n, axis=axis), jnp.asarray(fill, a.dtype), config
+            )
 
         return moved
 
@@ -239,7 +244,9 @@ def _bin_maxima(form: str, v0, i0, b, hs, he, ws, we):
 
         def row(hh, ww):
             level = ah[:, :, None] * levels_w + aw[:, None, :]
-            return (((level * n + b[:, None, None]) * h + hh[:, :, None]) * w + ww[:, None, :]).reshape(-1)
+            return (
+                ((level * n + b[:, None, None]) * h + hh[:, :, None]) * w + ww[:, None, :]
+            ).reshape(-1)
 
         best = None
         for hh in (hs, h2):
@@ -282,7 +289,7 @@ def _pool_by_gather(form: str, x, geom):
     b, valid, hs, he, ws, we = geom
     n, c, h, w = x.shape
     v0 = _pool_inputs(x)
-    pos = (jnp.arange(h, dtype=jnp.int32)[:, None] * w + jnp.arange(w, dtype=jnp.int32))
+    pos = jnp.arange(h, dtype=jnp.int32)[:, None] * w + jnp.arange(w, dtype=jnp.int32)
     i0 = jnp.broadcast_to(pos[None, :, :, None], v0.shape)
     best_v, best_i = _bin_maxima(form, v0, i0, b, hs, he, ws, we)
     empty = ((he - hs) <= 0)[:, :, None] | ((we - ws) <= 0)[:, None, :]
@@ -290,7 +297,9 @@ def _pool_by_gather(form: str, x, geom):
     k, oh, ow, _ = best_v.shape
     src = b[:, None, None, None] * (h * w) + jnp.where(found, best_i, 0)
     flat = jnp.transpose(x, (0, 2, 3, 1)).reshape(n * h * w, c)
-    picked = jnp.take_along_axis(flat, src.reshape(-1, c), axis=0, mode="clip").reshape(k, oh, ow, c)
+    picked = jnp.take_along_axis(flat, src.reshape(-1, c), axis=0, mode="clip").reshape(
+        k, oh, ow, c
+    )
     return _pool_finish(picked, found, geom, x.dtype)
 
 
@@ -333,7 +342,8 @@ def _roi_pool(x: jax.Array, rois: jax.Array, cfg: _Pool) -> jax.Array:
     ws, we = edges(bin_w, sw, ow, w)  # (K, ow)
     geom = (b, valid, hs, he, ws, we)
     return _platform.choose(
-        x, geom,
+        x,
+        geom,
         cpu=functools.partial(_pool, "cpu"),
         portable=functools.partial(_pool, "portable"),
     )
@@ -480,7 +490,9 @@ def _rows(x: jax.Array, b: jax.Array, my: jax.Array, precision=None, acc=None) -
     onehot = (b[:, None] == jnp.arange(n)).astype(x.dtype)  # (K, N)
     rows = (my[:, :, None, :] * onehot[:, None, :, None]).reshape(k * oh, n * h)
     xt = jnp.transpose(x, (0, 2, 1, 3)).reshape(n * h, c * w)
-    return jnp.matmul(rows, xt, precision=precision, preferred_element_type=acc).reshape(k, oh, c, w)
+    return jnp.matmul(rows, xt, precision=precision, preferred_element_type=acc).reshape(
+        k, oh, c, w
+    )
 
 
 def _cols(t1: jax.Array, mx: jax.Array, precision=None, acc=None) -> jax.Array:
@@ -538,7 +550,9 @@ def _align_linear(form: str, precision, x, b, my, mx, count, masks):
         out = _apply(jnp.where(finite, x, 0), b, my, mx) / count
         f = lambda a: a.astype(x.dtype)  # noqa: E731
         hit = lambda ry, m, rx: _apply(f(m), b, f(ry), f(rx)) > 0  # noqa: E731
-        return _cpu.unless_finite(finite, out, functools.partial(_nonfinite_pattern, x, b, masks, hit))
+        return _cpu.unless_finite(
+            finite, out, functools.partial(_nonfinite_pattern, x, b, masks, hit)
+        )
     out = _apply(jnp.where(finite, x, 0), b, my, mx, precision) / count
     return _nonfinite_pattern(x, b, masks, _portable_hit(b, precision), out)
 
@@ -587,7 +601,12 @@ def _roi_align(x, rois, cfg: _Align):
     outside = (out_y[:, :, None] & has_x[:, None, :]) | (has_y[:, :, None] & out_x[:, None, :])
     masks = (ty, zy, py, tx, zx, px, outside)
     out = _platform.choose(
-        x, b, my, mx, count, masks,
+        x,
+        b,
+        my,
+        mx,
+        count,
+        masks,
         cpu=functools.partial(_align_linear, "cpu", cfg.precision),
         portable=functools.partial(_align_linear, "portable", cfg.precision),
     )

@@ -38,7 +38,9 @@ def with_portable(cases: list) -> list:
     for case in cases:
         info = case.values[0]
         if differs_by_platform(info.name):
-            out.append(pytest.param(*case.values, id=f"{case.id}-portable", marks=[*case.marks, PORTABLE]))
+            out.append(
+                pytest.param(*case.values, id=f"{case.id}-portable", marks=[*case.marks, PORTABLE])
+            )
     return out
 
 
@@ -48,11 +50,15 @@ def _marks(check: str | None, sample) -> list:
     if check is not None and check in sample.skip:
         marks.append(pytest.mark.skip(reason=sample.skip[check]))
     if check is not None and check in sample.xfail:
-        marks.append(pytest.mark.xfail(reason=sample.xfail[check], raises=AssertionError, strict=True))
+        marks.append(
+            pytest.mark.xfail(reason=sample.xfail[check], raises=AssertionError, strict=True)
+        )
     return marks
 
 
-def sample_cases(check: str | None = None, per_op: int | None = None, portable: bool = True) -> list:
+def sample_cases(
+    check: str | None = None, per_op: int | None = None, portable: bool = True
+) -> list:
     """``pytest.param(info, sample)`` for every sample of every registered op.
 
     Samples that opt out of ``check`` are marked skipped with their stated reason;
@@ -69,7 +75,11 @@ def sample_cases(check: str | None = None, per_op: int | None = None, portable: 
             step = len(samples) / per_op
             samples = [samples[int(k * step)] for k in range(per_op)]
         for i, sample in samples:
-            cases.append(pytest.param(info, sample, id=f"{info.name}-{i}-{sample.name}", marks=_marks(check, sample)))
+            cases.append(
+                pytest.param(
+                    info, sample, id=f"{info.name}-{i}-{sample.name}", marks=_marks(check, sample)
+                )
+            )
     return with_portable(cases) if portable else cases
 
 
@@ -97,7 +107,11 @@ def _small_enough(info, sample, max_numel: int) -> bool:
 
 
 def small_cases(
-    check: str, per_op: int = 3, max_numel: int = 64, skip_also: tuple[str, ...] = (), portable: bool = True
+    check: str,
+    per_op: int = 3,
+    max_numel: int = 64,
+    skip_also: tuple[str, ...] = (),
+    portable: bool = True,
 ) -> list:
     """The first ``per_op`` small, finite, float32 samples of every op with a differentiable input.
 
@@ -117,7 +131,11 @@ def small_cases(
             if not _small_enough(info, sample, max_numel):
                 continue
             chosen += 1
-            cases.append(pytest.param(info, sample, id=f"{info.name}-{i}-{sample.name}", marks=_marks(check, sample)))
+            cases.append(
+                pytest.param(
+                    info, sample, id=f"{info.name}-{i}-{sample.name}", marks=_marks(check, sample)
+                )
+            )
     return with_portable(cases) if portable else cases
 
 
@@ -130,5 +148,12 @@ def batch_cases(check: str, per_op: int = 2, max_numel: int = 512, portable: boo
             if chosen < per_op and check not in sample.skip and info.batch_refs(sample):
                 if _small_enough(info, sample, max_numel):
                     chosen += 1
-                    cases.append(pytest.param(info, sample, id=f"{info.name}-{i}-{sample.name}", marks=_marks(check, sample)))
+                    cases.append(
+                        pytest.param(
+                            info,
+                            sample,
+                            id=f"{info.name}-{i}-{sample.name}",
+                            marks=_marks(check, sample),
+                        )
+                    )
     return with_portable(cases) if portable else cases

@@ -19,11 +19,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import AxisType, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 import jaxops
-from cases import batch_cases, small_cases
 from jaxops.testing import Tol, parity
+
+from cases import batch_cases, small_cases
 
 N_DEVICES = 8
 
@@ -101,16 +103,24 @@ def _check_sharded(f, values, grad_pos, is_batched, tol, grad_tol, mesh, what):
             return f(*full)
 
         out, vjp = jax.vjp(g, *[vals[p] for p in grad_pos])
-        leaves = [np.zeros(leaf.shape, jax.dtypes.float0) for leaf in jax.tree_util.tree_leaves(out)]
+        leaves = [
+            np.zeros(leaf.shape, jax.dtypes.float0) for leaf in jax.tree_util.tree_leaves(out)
+        ]
         for i, c in zip(inexact, cots):
             leaves[i] = c
         return vjp(jax.tree_util.tree_unflatten(treedef, leaves))
 
-    sharded_cots = [jax.device_put(c, split if batched[i] else whole) for i, c in zip(inexact, cots)]
+    sharded_cots = [
+        jax.device_put(c, split if batched[i] else whole) for i, c in zip(inexact, cots)
+    ]
     with jax.set_mesh(mesh):
         grads = jax.jit(pull)(sharded, sharded_cots)
-    parity.assert_trees_close(grads, jax.jit(pull)(single, _single_device(cots)), grad_tol, f"{what} gradient")
-    if any(batched):  # RoI ops map the batch to K replicated rows: their input gradient is a replicated scatter
+    parity.assert_trees_close(
+        grads, jax.jit(pull)(single, _single_device(cots)), grad_tol, f"{what} gradient"
+    )
+    if any(
+        batched
+    ):  # RoI ops map the batch to K replicated rows: their input gradient is a replicated scatter
         for p, g in zip(grad_pos, grads):
             _assert_batch_sharded(g, f"{what} gradient w.r.t. argument {p}")
 
@@ -125,14 +135,21 @@ def test_vmapped_op_on_sharded_batch(info, sample, mesh):
     """``jit(vmap(op))`` on a batch of 16 sharded over 8 devices, forward and VJP."""
     refs = info.vmap_refs(sample)
     stacked = [np.stack(_variants(sample.get(r), 2 * N_DEVICES)) for r in refs]
+
     # A leaf equal across the batch (e.g. running statistics passed through in
     # evaluation mode) does not depend on it: vmap broadcasts it, replicated.
     def is_batched(i, leaf, e):
         return not (np.asarray(e) == np.asarray(e)[:1]).all()
 
     _check_sharded(
-        jax.vmap(parity.bind(info, sample, refs)), stacked, _grad_positions(info, sample, refs), is_batched,
-        sample.fwd_tol or info.fwd_tol, sample.grad_tol or info.grad_tol, mesh, "vmap",
+        jax.vmap(parity.bind(info, sample, refs)),
+        stacked,
+        _grad_positions(info, sample, refs),
+        is_batched,
+        sample.fwd_tol or info.fwd_tol,
+        sample.grad_tol or info.grad_tol,
+        mesh,
+        "vmap",
     )
 
 
@@ -142,7 +159,9 @@ def test_op_on_batch_axis_sharded(info, sample, mesh):
     refs = info.batch_refs(sample)
     f = parity.bind(info, sample, refs)
     values = [
-        np.concatenate(_variants(sample.get(r), N_DEVICES)) if k == 0 else np.concatenate([sample.get(r)] * N_DEVICES)
+        np.concatenate(_variants(sample.get(r), N_DEVICES))
+        if k == 0
+        else np.concatenate([sample.get(r)] * N_DEVICES)
         for k, r in enumerate(refs)
     ]
     # Outputs whose leading axis grows with N carry the batch axis (RoI outputs have K rows instead).
@@ -152,8 +171,14 @@ def test_op_on_batch_axis_sharded(info, sample, mesh):
         return small[i].ndim > 0 and small[i].shape[0] * N_DEVICES == leaf.shape[0]
 
     _check_sharded(
-        f, values, _grad_positions(info, sample, refs), is_batched,
-        sample.fwd_tol or info.fwd_tol, sample.grad_tol or info.grad_tol, mesh, "sharded",
+        f,
+        values,
+        _grad_positions(info, sample, refs),
+        is_batched,
+        sample.fwd_tol or info.fwd_tol,
+        sample.grad_tol or info.grad_tol,
+        mesh,
+        "sharded",
     )
 
 
@@ -176,7 +201,9 @@ def _bn_torch(x, rm, rv, w, b, cot, momentum=0.1, eps=1e-5):
 
     xt, wt, bt = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
     rmt, rvt = torch.tensor(rm), torch.tensor(rv)
-    out = torch.nn.functional.batch_norm(xt, rmt, rvt, wt, bt, training=True, momentum=momentum, eps=eps)
+    out = torch.nn.functional.batch_norm(
+        xt, rmt, rvt, wt, bt, training=True, momentum=momentum, eps=eps
+    )
     grads = torch.autograd.grad(out, (xt, wt, bt), torch.tensor(cot))
     return [out.detach().numpy(), rmt.numpy(), rvt.numpy()], [g.numpy() for g in grads]
 
@@ -232,7 +259,10 @@ def test_batch_norm_training_shard_map_axis_name(mesh):
         return tuple(out)
 
     sharded_bn = jax.shard_map(
-        local, mesh=mesh, in_specs=(P("batch"), P(), P(), P(), P()), out_specs=(P("batch"), P(), P())
+        local,
+        mesh=mesh,
+        in_specs=(P("batch"), P(), P(), P(), P()),
+        out_specs=(P("batch"), P(), P()),
     )
 
     @jax.jit

@@ -24,9 +24,24 @@ def quick_run(tmp_path_factory):
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--op", "sigmoid",
-         "--reps", "2", "--min-time", "0", "--out", str(out), "--no-progress"],
-        capture_output=True, text=True, env=env, timeout=300,
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--op",
+            "sigmoid",
+            "--reps",
+            "2",
+            "--min-time",
+            "0",
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     return proc, out
 
@@ -103,20 +118,49 @@ def test_rss_growth_sees_a_calls_memory():
 
 def test_memory_and_parity_reach_the_table():
     run = _bench_module("run")
-    impls = {name: {"median_ms": 2.0, "min_ms": 1.0, "max_ms": 3.0, "compile_s": 1.5,
-                    "peak_rss_mib": mib, "cold_compile": name != "torch", "xla_temp_mib": 9.0}
-             for name, mib in (("jaxops", 139.4), ("torch", 65.0), ("lax", 93.0))}
-    record = {"op": "resnet18", "workload": "w", "mode": "fwd+bwd", "note": "", "error": None,
-              "impls": impls, "ratio_torch": 1.0, "ratio_lax": 1.0, "parity": {
-                  "setting": "SiLU, float32", "results": {"jaxops vs torch": {
-                      "loss": 1e-7, "grads": 2e-5, "grads_worst": "fc.weight", "stats": 3e-6}}}}
+    impls = {
+        name: {
+            "median_ms": 2.0,
+            "min_ms": 1.0,
+            "max_ms": 3.0,
+            "compile_s": 1.5,
+            "peak_rss_mib": mib,
+            "cold_compile": name != "torch",
+            "xla_temp_mib": 9.0,
+        }
+        for name, mib in (("jaxops", 139.4), ("torch", 65.0), ("lax", 93.0))
+    }
+    record = {
+        "op": "resnet18",
+        "workload": "w",
+        "mode": "fwd+bwd",
+        "note": "",
+        "error": None,
+        "impls": impls,
+        "ratio_torch": 1.0,
+        "ratio_lax": 1.0,
+        "parity": {
+            "setting": "SiLU, float32",
+            "results": {
+                "jaxops vs torch": {
+                    "loss": 1e-7,
+                    "grads": 2e-5,
+                    "grads_worst": "fc.weight",
+                    "stats": 3e-6,
+                }
+            },
+        },
+    }
     cells = run.row_cells(record)
     assert len(cells) == len(run.HEADER) and cells[-1] == "139 / 65 / 93"
     lines = run.notes(record)
     assert "jaxops 1.5 s, lax 1.5 s" in lines[0] and "torch" not in lines[0]
     assert "grads 2.0e-05 (fc.weight), stats 3.0e-06" in lines[1]
-    md = run.markdown_table([record], {"date": "2026-01-01", "cpu": "x", "threads": 2,
-                                       "jax": "0", "torch": "0", "numpy": "0"}, {})
+    md = run.markdown_table(
+        [record],
+        {"date": "2026-01-01", "cpu": "x", "threads": 2, "jax": "0", "torch": "0", "numpy": "0"},
+        {},
+    )
     assert "| 139 / 65 / 93 |" in md and "- resnet18 w: parity (SiLU, float32)" in md
     plain = dict(record, parity=None, impls={"jaxops": dict(impls["jaxops"], cold_compile=False)})
     del plain["impls"]["jaxops"]["peak_rss_mib"]

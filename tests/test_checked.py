@@ -107,7 +107,11 @@ def test_jit_cache_never_mixes_checked_and_unchecked_traces(unchecked_first):
             jaxops.checked(f)(X, BAD)  # the check is not missed
         np.testing.assert_array_equal(jaxops.checked(f)(X, GOOD), [1.0, 4.0, 2.0])
 
-    for step in (unchecked, checked, unchecked, checked) if unchecked_first else (checked, unchecked, checked, unchecked):
+    for step in (
+        (unchecked, checked, unchecked, checked)
+        if unchecked_first
+        else (checked, unchecked, checked, unchecked)
+    ):
         step()
     assert sorted(traces) == [False, True]  # one trace per mode, each reused
 
@@ -135,7 +139,9 @@ def test_flag_is_scoped():
 
 def test_data_check_reduces_arrays_and_formats_values():
     def f(index):
-        _checks.data_check(index >= 0, "toy", "got {v} and {w}", v=jnp.min(index), w=lambda: jnp.max(index))
+        _checks.data_check(
+            index >= 0, "toy", "got {v} and {w}", v=jnp.min(index), w=lambda: jnp.max(index)
+        )
         return index
 
     with pytest.raises(CHECKED_ERROR, match=r"^jaxops\.toy: got -2 and 5"):
@@ -150,7 +156,9 @@ def test_data_check_reduces_arrays_and_formats_values():
         pytest.param(lambda f: jaxops.checked(jax.jit(jax.grad(f))), id="checked(jit(grad))"),
         pytest.param(lambda f: jaxops.checked(jax.hessian(f)), id="checked(hessian)"),
         pytest.param(
-            lambda f: jaxops.checked(lambda x, i: jax.jvp(lambda y: f(y, i), (x,), (jnp.ones_like(x),))[1]),
+            lambda f: jaxops.checked(
+                lambda x, i: jax.jvp(lambda y: f(y, i), (x,), (jnp.ones_like(x),))[1]
+            ),
             id="checked(jvp)",
         ),
     ],
@@ -178,7 +186,11 @@ def test_grad_outside_jit_raises_at_run_time():
 @pytest.mark.parametrize("inside", [True, False])
 def test_vmap(inside):
     indices = jnp.stack([GOOD, BAD])
-    f = jaxops.checked(jax.vmap(toy_take, (None, 0))) if inside else jax.vmap(jaxops.checked(toy_take), (None, 0))
+    f = (
+        jaxops.checked(jax.vmap(toy_take, (None, 0)))
+        if inside
+        else jax.vmap(jaxops.checked(toy_take), (None, 0))
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises((CHECKED_ERROR, RUNTIME_ERROR), match=MESSAGE):
@@ -259,16 +271,24 @@ def test_every_data_error_is_exercised():
 def test_data_dependent_errors_raise_under_checked(info, err):
     op, message, unchecked_ok = info.op, err.match, err.unchecked
     args, kwargs, static = _call(err.bad)
-    assert unchecked_ok(np.asarray(op(*args, **kwargs))), "unchecked result differs from the documented one"
-    assert unchecked_ok(np.asarray(jax.jit(functools.partial(op, **kwargs), static_argnums=static)(*args)))
+    assert unchecked_ok(np.asarray(op(*args, **kwargs))), (
+        "unchecked result differs from the documented one"
+    )
+    assert unchecked_ok(
+        np.asarray(jax.jit(functools.partial(op, **kwargs), static_argnums=static)(*args))
+    )
     with pytest.raises(CHECKED_ERROR, match=message):
         jaxops.checked(op)(*args, **kwargs)
     with pytest.raises(CHECKED_ERROR, match=message):
         jaxops.checked(jax.jit(functools.partial(op, **kwargs), static_argnums=static))(*args)
     with pytest.raises(RUNTIME_ERROR, match=message[1:]):
-        jax.block_until_ready(jax.jit(jaxops.checked(functools.partial(op, **kwargs)), static_argnums=static)(*args))
+        jax.block_until_ready(
+            jax.jit(jaxops.checked(functools.partial(op, **kwargs)), static_argnums=static)(*args)
+        )
     good_args, good_kwargs, _ = _call(err.good)
-    np.testing.assert_array_equal(jaxops.checked(op)(*good_args, **good_kwargs), op(*good_args, **good_kwargs))
+    np.testing.assert_array_equal(
+        jaxops.checked(op)(*good_args, **good_kwargs), op(*good_args, **good_kwargs)
+    )
 
 
 @pytest.mark.parametrize("info,err", _data_error_cases())
@@ -297,11 +317,15 @@ def test_checked_compiles_once_per_signature():
     for _ in range(3):
         np.testing.assert_array_equal(g(X, GOOD), [1.0, 4.0, 2.0])
     assert traces == [1.0]  # not re-traced (checkify alone re-traces and interprets every call)
-    np.testing.assert_array_equal(g(X, GOOD, scale=2.0), [2.0, 8.0, 4.0])  # non-array arguments are static
+    np.testing.assert_array_equal(
+        g(X, GOOD, scale=2.0), [2.0, 8.0, 4.0]
+    )  # non-array arguments are static
     np.testing.assert_array_equal(g(X, jnp.array([2])), [3.0])
     assert traces == [1.0, 2.0, 1.0]
     with pytest.raises(CHECKED_ERROR, match=MESSAGE):
         g(X, BAD)
     assert len(traces) == 3
     h = jaxops.checked(lambda x, index, opts: f(x, index, opts["scale"][0]))
-    np.testing.assert_array_equal(h(X, GOOD, {"scale": [3.0]}), [3.0, 12.0, 6.0])  # pytrees of static leaves
+    np.testing.assert_array_equal(
+        h(X, GOOD, {"scale": [3.0]}), [3.0, 12.0, 6.0]
+    )  # pytrees of static leaves

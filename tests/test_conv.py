@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import re
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +22,9 @@ randn = functools.partial(_common.randn, RNG)  # float32, from the module's gene
 def _lhs_dilations(fn, *args, platform="cpu"):
     """The lhs dilation of every convolution XLA compiles for ``platform`` (one branch per choice)."""
     text = lowering.lowered_text(fn, *args, platform=platform)
-    return [tuple(map(int, d.split(", "))) for d in re.findall(r"lhs_dilate = \[(\d+, \d+)\]", text)]
+    return [
+        tuple(map(int, d.split(", "))) for d in re.findall(r"lhs_dilate = \[(\d+, \d+)\]", text)
+    ]
 
 
 CONFIGS = [  # stride, padding, output_padding, dilation, groups

@@ -21,8 +21,9 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from cases import small_cases
 from jaxops.testing import Tol, is_floating, parity
+
+from cases import small_cases
 
 # float64 agrees with torch to rounding: reductions of a few hundred terms at
 # eps=2.2e-16 leave errors well below 1e-12, relative or (near zero) absolute.
@@ -66,9 +67,15 @@ def test_float32_stays_float32_under_x64(info, sample):
         f = parity.bind(info, sample, refs)
         primals = [jnp.asarray(sample.get(r)) for r in refs]
         out, vjp_fn = jax.vjp(f, *primals)
-        assert all(x.dtype == jnp.float32 for x in _floating_leaves(out)), [x.dtype for x in _floating_leaves(out)]
+        assert all(x.dtype == jnp.float32 for x in _floating_leaves(out)), [
+            x.dtype for x in _floating_leaves(out)
+        ]
         cot = jax.tree_util.tree_map(
-            lambda x: jnp.ones_like(x) if jnp.issubdtype(x.dtype, jnp.inexact) else np.zeros(x.shape, jax.dtypes.float0),
+            lambda x: (
+                jnp.ones_like(x)
+                if jnp.issubdtype(x.dtype, jnp.inexact)
+                else np.zeros(x.shape, jax.dtypes.float0)
+            ),
             out,
         )
         assert all(g.dtype == jnp.float32 for g in vjp_fn(cot))
@@ -114,12 +121,15 @@ def _half_accumulations(closed_jaxpr) -> list[str]:
         if not half_in:
             continue
         name = eqn.primitive.name
-        if name == "reduce_sum" and all(eqn.invars[0].aval.shape[a] == 1 for a in eqn.params["axes"]):
+        if name == "reduce_sum" and all(
+            eqn.invars[0].aval.shape[a] == 1 for a in eqn.params["axes"]
+        ):
             continue  # over axes of size 1 (a transposed broadcast): nothing is added, nothing rounded
         if name in _SUMS:
             bad.append(f"{name} on {dtypes}")
         elif name in ("reduce", "reduce_window") and any(
-            e.primitive.name in ("add", "add_any", "mul") for e in _eqns(getattr(eqn.params["jaxpr"], "jaxpr", eqn.params["jaxpr"]))
+            e.primitive.name in ("add", "add_any", "mul")
+            for e in _eqns(getattr(eqn.params["jaxpr"], "jaxpr", eqn.params["jaxpr"]))
         ):
             bad.append(f"{name} summing {dtypes}")
     return bad
@@ -146,7 +156,9 @@ def _bound_floats(info, sample):
 def test_half_precision_forward(info, sample, dtype):
     """Output dtype kept, float32 accumulation, float32 result rounded once, close to torch."""
     half = parity.cast_floating(sample, HALF[dtype])
-    upcast = parity.cast_floating(half, np.float32)  # the float32 reference sees exactly the half values
+    upcast = parity.cast_floating(
+        half, np.float32
+    )  # the float32 reference sees exactly the half values
     out_half = _floating_leaves(parity.call_jax(info, half))
     out_f32 = _floating_leaves(parity.call_jax(info, upcast))
     assert [x.dtype for x in out_half] == [jnp.dtype(HALF[dtype])] * len(out_half)
@@ -156,7 +168,12 @@ def test_half_precision_forward(info, sample, dtype):
     for i, (h, r) in enumerate(zip(out_half, out_f32)):
         r = np.asarray(r, np.float32)
         rounded = r.astype(HALF[dtype]).astype(np.float32)
-        c = parity.compare(f"output[{i}] vs float32 rounded once", np.asarray(h, np.float32), rounded, _ulps_tol(HALF[dtype], 2, r))
+        c = parity.compare(
+            f"output[{i}] vs float32 rounded once",
+            np.asarray(h, np.float32),
+            rounded,
+            _ulps_tol(HALF[dtype], 2, r),
+        )
         assert c.ok, c.message
 
     # torch in the same dtype (when its CPU kernels support it): a few ulps apart.
@@ -169,11 +186,18 @@ def test_half_precision_forward(info, sample, dtype):
                 if t is not None and t.dtype.is_floating_point
             ]
     except (RuntimeError, NotImplementedError) as e:  # e.g. "not implemented for 'Half'"
-        pytest.skip(f"torch has no CPU {dtype} kernel here ({str(e).splitlines()[0]}); checked against float32 only")
+        pytest.skip(
+            f"torch has no CPU {dtype} kernel here ({str(e).splitlines()[0]}); checked against float32 only"
+        )
     assert len(theirs) == len(out_half)
     for i, (h, t) in enumerate(zip(out_half, theirs)):
         t = t.astype(np.float32)
-        c = parity.compare(f"output[{i}] vs torch {dtype}", np.asarray(h, np.float32), t, _ulps_tol(HALF[dtype], 4, t))
+        c = parity.compare(
+            f"output[{i}] vs torch {dtype}",
+            np.asarray(h, np.float32),
+            t,
+            _ulps_tol(HALF[dtype], 4, t),
+        )
         assert c.ok, c.message
 
 
@@ -194,18 +218,31 @@ def test_half_precision_gradients(info, sample, dtype, request):
         g, _, prim = _bound_floats(info, s)
         out, vjp_fn = jax.vjp(g, *prim)
         rng = np.random.default_rng(0)
-        return vjp_fn([jnp.asarray(rng.standard_normal(o.shape).astype(np.float32).astype(HALF[dtype]), o.dtype) for o in out])
+        return vjp_fn(
+            [
+                jnp.asarray(
+                    rng.standard_normal(o.shape).astype(np.float32).astype(HALF[dtype]), o.dtype
+                )
+                for o in out
+            ]
+        )
 
     g_half, g_f32 = grads(half), grads(upcast)
     for ref, gh, gf in zip(refs, g_half, g_f32):
         assert gh.dtype == jnp.dtype(HALF[dtype]), (ref, gh.dtype)
         gf = np.asarray(gf, np.float32)
-        c = parity.compare(f"grad[{ref!r}]", np.asarray(gh, np.float32), gf, _ulps_tol(HALF[dtype], 4, gf))
+        c = parity.compare(
+            f"grad[{ref!r}]", np.asarray(gh, np.float32), gf, _ulps_tol(HALF[dtype], 4, gf)
+        )
         assert c.ok, c.message
     # An op whose backward pass still sums in half precision declares it (OpInfo.dtype_deviations);
     # strict: once fixed, the XPASS fails and the declaration must go.
     if "half_gradients" in info.dtype_deviations:
-        request.applymarker(pytest.mark.xfail(reason=info.dtype_deviations["half_gradients"], raises=AssertionError, strict=True))
+        request.applymarker(
+            pytest.mark.xfail(
+                reason=info.dtype_deviations["half_gradients"], raises=AssertionError, strict=True
+            )
+        )
     bad = _half_accumulations(jax.make_jaxpr(vjp_of)(*primals))
     assert not bad, f"half-precision accumulation in the backward pass: {bad}"
 
@@ -214,8 +251,12 @@ def test_half_precision_gradients(info, sample, dtype, request):
 
 
 def _floating_refs(sample):
-    refs = [i for i, a in enumerate(sample.args) if isinstance(a, np.ndarray) and is_floating(a.dtype)]
-    return refs + [k for k, v in sample.kwargs.items() if isinstance(v, np.ndarray) and is_floating(v.dtype)]
+    refs = [
+        i for i, a in enumerate(sample.args) if isinstance(a, np.ndarray) and is_floating(a.dtype)
+    ]
+    return refs + [
+        k for k, v in sample.kwargs.items() if isinstance(v, np.ndarray) and is_floating(v.dtype)
+    ]
 
 
 def _mixed_cases():
@@ -243,7 +284,11 @@ def test_mixed_dtypes_follow_jax_promotion(info, sample, lowered, request):
     # (OpInfo.dtype_deviations); the project's rule is JAX promotion (README,
     # "Differences from PyTorch"). Strict: once the op promotes, the XPASS fails.
     if "mixed_dtypes" in info.dtype_deviations:
-        request.applymarker(pytest.mark.xfail(reason=info.dtype_deviations["mixed_dtypes"], raises=TypeError, strict=True))
+        request.applymarker(
+            pytest.mark.xfail(
+                reason=info.dtype_deviations["mixed_dtypes"], raises=TypeError, strict=True
+            )
+        )
     refs = _floating_refs(sample)
     low = refs[:1] if lowered == "input" else refs[1:]
     mixed = sample
@@ -261,7 +306,9 @@ def test_mixed_dtypes_follow_jax_promotion(info, sample, lowered, request):
     reference = parity.cast_floating(mixed, np.float32)
     ours = parity.leaves(parity.call_jax(info, mixed))
     theirs = parity.leaves(parity.call_jax(info, reference))
-    assert ours[0].dtype == expected_dtype, f"output dtype {ours[0].dtype}; {rule} gives {expected_dtype}"
+    assert ours[0].dtype == expected_dtype, (
+        f"output dtype {ours[0].dtype}; {rule} gives {expected_dtype}"
+    )
     comparisons = []
     for i, (o, t) in enumerate(zip(ours, theirs)):
         tol = sample.fwd_tol or info.fwd_tol

@@ -81,7 +81,14 @@ def _batches(dtype):
 def _jax_loss(params, stats, x, y):
     h = jaxops.conv2d(x, params["conv_w"], params["conv_b"], stride=1, padding=1)
     out, mean, var = jaxops.batch_norm(
-        h, stats["mean"], stats["var"], params["bn_w"], params["bn_b"], training=True, momentum=MOMENTUM, eps=EPS
+        h,
+        stats["mean"],
+        stats["var"],
+        params["bn_w"],
+        params["bn_b"],
+        training=True,
+        momentum=MOMENTUM,
+        eps=EPS,
     )
     pooled, argmax = jaxops.max_pool2d(jaxops.sigmoid(out), kernel_size=2, return_indices=True)
     logits = jnp.dot(jaxops.flatten(pooled, start_dim=1), params["fc_w"].T) + params["fc_b"]
@@ -102,7 +109,16 @@ def _torch_step(params, stats, x, y):
 
     x, y = torch.tensor(x), torch.tensor(y)
     h = F.conv2d(x, params["conv_w"], params["conv_b"], stride=1, padding=1)
-    h = F.batch_norm(h, stats["mean"], stats["var"], params["bn_w"], params["bn_b"], training=True, momentum=MOMENTUM, eps=EPS)
+    h = F.batch_norm(
+        h,
+        stats["mean"],
+        stats["var"],
+        params["bn_w"],
+        params["bn_b"],
+        training=True,
+        momentum=MOMENTUM,
+        eps=EPS,
+    )
     pooled, argmax = F.max_pool2d(torch.sigmoid(h), kernel_size=2, return_indices=True)
     logits = F.linear(torch.flatten(pooled, 1), params["fc_w"], params["fc_b"])
     recon = F.conv_transpose2d(pooled, params["dec_w"], params["dec_b"], stride=2)
@@ -150,8 +166,13 @@ def test_cnn_trains_like_torch(dtype):
                 assert new_stats[k].dtype == dtype
                 # Inputs are standard normal and weights fan-in scaled: statistics are O(1),
                 # so the absolute term is the relative bound at that scale.
-                np.testing.assert_allclose(new_stats[k], t_stats[k].numpy(), rtol=tol, atol=tol,
-                                           err_msg=f"{at}: running {k}")
+                np.testing.assert_allclose(
+                    new_stats[k],
+                    t_stats[k].numpy(),
+                    rtol=tol,
+                    atol=tol,
+                    err_msg=f"{at}: running {k}",
+                )
             # Gradients relative to the largest gradient entry: conv_b's gradient is zero
             # in exact arithmetic (batch_norm removes a per-channel constant), so what
             # either framework computes for it is rounding noise of that size.
@@ -162,8 +183,9 @@ def test_cnn_trains_like_torch(dtype):
             for k, g in t_grads.items():
                 if same_branch or k in AFTER_POOL:
                     assert grads[k].dtype == dtype
-                    np.testing.assert_allclose(grads[k], g, rtol=tol, atol=tol * scale,
-                                               err_msg=f"{at}: gradient of {k}")
+                    np.testing.assert_allclose(
+                        grads[k], g, rtol=tol, atol=tol * scale, err_msg=f"{at}: gradient of {k}"
+                    )
 
             with torch.no_grad():
                 for k, p in t_params.items():

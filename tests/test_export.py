@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from jax import export
 
-from cases import batch_cases, small_cases
 from jaxops.testing import Tol, parity
+
+from cases import batch_cases, small_cases
 
 pytest.importorskip("flatbuffers", reason="jax.export serialisation needs flatbuffers")
 
@@ -36,7 +37,9 @@ def test_export_serialize_roundtrip(info, sample):
     restored = _roundtrip(exported, vjp_order=1)
     assert restored.in_avals == exported.in_avals and restored.out_avals == exported.out_avals
     # Same StableHLO, compiled by the same XLA: bit-identical to jit.
-    parity.assert_trees_close(restored.call(*values), jax.jit(f)(*values), Tol(0.0, 0.0), "exported")
+    parity.assert_trees_close(
+        restored.call(*values), jax.jit(f)(*values), Tol(0.0, 0.0), "exported"
+    )
 
     # Serialised with vjp_order=1, the restored function is differentiable.
     grad_refs = info.grad_refs(sample)
@@ -47,7 +50,11 @@ def test_export_serialize_roundtrip(info, sample):
             full = list(values)
             for p, d in zip(pos, diff):
                 full[p] = d
-            return [x for x in jax.tree_util.tree_leaves(call(*full)) if jnp.issubdtype(x.dtype, jnp.inexact)]
+            return [
+                x
+                for x in jax.tree_util.tree_leaves(call(*full))
+                if jnp.issubdtype(x.dtype, jnp.inexact)
+            ]
 
         return g
 
@@ -57,7 +64,9 @@ def test_export_serialize_roundtrip(info, sample):
     cot = [jnp.asarray(rng.standard_normal(o.shape), o.dtype) for o in out]
     expected = jax.vjp(restricted(f), *primals)[1](cot)
     tol = sample.grad_tol or info.grad_tol
-    parity.assert_trees_close(vjp_restored(cot), expected, Tol(max(tol.rtol, 1e-6), max(tol.atol, 1e-7)), "exported vjp")
+    parity.assert_trees_close(
+        vjp_restored(cot), expected, Tol(max(tol.rtol, 1e-6), max(tol.atol, 1e-7)), "exported vjp"
+    )
 
 
 def _variants(a: np.ndarray, n: int) -> list[np.ndarray]:
@@ -85,7 +94,9 @@ def test_export_symbolic_vmap_batch(info, sample):
         stacked = [jnp.stack(m) for m in members]
         looped = [f(*[jnp.asarray(m[k]) for m in members]) for k in range(size)]
         expected = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *looped)
-        parity.assert_trees_close(restored.call(*stacked), expected, sample.fwd_tol or info.fwd_tol, f"vmap b={size}")
+        parity.assert_trees_close(
+            restored.call(*stacked), expected, sample.fwd_tol or info.fwd_tol, f"vmap b={size}"
+        )
 
 
 @pytest.mark.parametrize("info,sample", batch_cases("export"))
@@ -100,8 +111,15 @@ def test_export_symbolic_batch_axis(info, sample):
     try:
         exported = export.export(jax.jit(f))(*specs)
     except Exception as e:  # report which op needs a concrete batch size, and why
-        pytest.fail(f"{info.name} does not export with a symbolic batch size: {type(e).__name__}: {e}")
+        pytest.fail(
+            f"{info.name} does not export with a symbolic batch size: {type(e).__name__}: {e}"
+        )
     restored = _roundtrip(exported)
     for reps in (1, 2):
         values = [jnp.concatenate([jnp.asarray(sample.get(r))] * reps) for r in refs]
-        parity.assert_trees_close(restored.call(*values), jax.jit(f)(*values), sample.fwd_tol or info.fwd_tol, f"N x{reps}")
+        parity.assert_trees_close(
+            restored.call(*values),
+            jax.jit(f)(*values),
+            sample.fwd_tol or info.fwd_tol,
+            f"N x{reps}",
+        )

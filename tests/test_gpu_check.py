@@ -18,7 +18,9 @@ pytestmark = pytest.mark.xdist_group("benchmarks")
 def test_gpu_check_dry_run(tmp_path):
     proc = subprocess.run(
         [str(ROOT / "benchmarks" / "gpu_check.sh"), "--dry-run", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
     report = (tmp_path / "gpu-check-dry-run.md").read_text()

@@ -17,7 +17,13 @@ SIGMOID = REGISTRY["sigmoid"]
 
 
 def _failing(info, check):
-    return [c for s in info.samples() if check not in s.skip for c in getattr(parity, f"check_{check}")(info, s) if not c.ok]
+    return [
+        c
+        for s in info.samples()
+        if check not in s.skip
+        for c in getattr(parity, f"check_{check}")(info, s)
+        if not c.ok
+    ]
 
 
 def test_wrong_forward_is_caught():
@@ -48,13 +54,20 @@ def test_nan_pattern_mismatch_is_caught():
 
 def test_wrong_reduction_is_caught():
     mse = REGISTRY["mse_loss"]
-    wrong = dataclasses.replace(mse, op=lambda x, y, reduction="mean", weight=None: jaxops.mse_loss(x, y, "sum" if reduction == "mean" else reduction, weight))
+    wrong = dataclasses.replace(
+        mse,
+        op=lambda x, y, reduction="mean", weight=None: jaxops.mse_loss(
+            x, y, "sum" if reduction == "mean" else reduction, weight
+        ),
+    )
     assert _failing(wrong, "forward")
 
 
 def test_wrong_shape_is_caught():
     flat = REGISTRY["flatten"]
-    wrong = dataclasses.replace(flat, op=lambda x, start_dim=0, end_dim=-1: jnp.ravel(jnp.asarray(x)))
+    wrong = dataclasses.replace(
+        flat, op=lambda x, start_dim=0, end_dim=-1: jnp.ravel(jnp.asarray(x))
+    )
     assert any("shape" in c.message for c in _failing(wrong, "forward"))
 
 
@@ -83,7 +96,9 @@ def test_report_lists_every_op_and_flags_failures(monkeypatch, capsys):
     assert code == 1
     table = out.split("Formulas:")[0].splitlines()
     lines = {line.split()[1]: line for line in table if line[:2].strip().isdigit()}
-    assert list(lines) == list(REGISTRY), "the report lists exactly the registry's ops, in its order"
+    assert list(lines) == list(REGISTRY), (
+        "the report lists exactly the registry's ops, in its order"
+    )
     assert "FAIL" in lines["sigmoid"]
     assert "PASS" in lines["mse_loss"]
 
@@ -102,6 +117,8 @@ def test_report_float64_columns_say_who_is_nearer_the_truth(monkeypatch):
         assert err.n > 0, "the float64 comparison ran on some elements"
         return (err.sq / err.n) ** 0.5
 
-    assert rms(row.torch_fwd_f64) <= 1.0, "torch's float32 sigmoid is within an ulp of the exact value"
+    assert rms(row.torch_fwd_f64) <= 1.0, (
+        "torch's float32 sigmoid is within an ulp of the exact value"
+    )
     assert rms(row.jax_fwd_f64) > 20 * rms(row.torch_fwd_f64)
     assert rms(row.jax_grad_f64) > 20 * rms(row.torch_grad_f64)

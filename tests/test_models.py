@@ -90,7 +90,11 @@ def test_resnet18_matches_torch_float64(resnet18):
 def test_roi_head_matches_torch_float64(roi_head):
     ours, torch32 = roi_head
     assert set(ours["leaves"]) == {
-        "features", "fc6.weight", "fc6.bias", "cls_score.weight", "cls_score.bias"
+        "features",
+        "fc6.weight",
+        "fc6.bias",
+        "cls_score.weight",
+        "cls_score.bias",
     }
     _check(ours, torch32)
 

@@ -33,12 +33,19 @@ def _kernel_manager(tmp_path: Path):
     spec_dir = tmp_path / "kernels" / "jaxops-tour"
     spec_dir.mkdir(parents=True)
     path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "jaxops tour (test)",
-        "language": "python",
-        "env": {"PYTHONPATH": path, "MPLBACKEND": "module://matplotlib_inline.backend_inline"},
-    }))
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "jaxops tour (test)",
+                "language": "python",
+                "env": {
+                    "PYTHONPATH": path,
+                    "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+                },
+            }
+        )
+    )
     specs = KernelSpecManager(kernel_dirs=[str(spec_dir.parent)], ensure_native_kernel=False)
     return KernelManager(kernel_name="jaxops-tour", kernel_spec_manager=specs)
 
@@ -46,8 +53,11 @@ def _kernel_manager(tmp_path: Path):
 def test_committed_without_outputs():
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
-    dirty = [i for i, c in enumerate(nb.cells)
-             if c.cell_type == "code" and (c.outputs or c.execution_count is not None)]
+    dirty = [
+        i
+        for i, c in enumerate(nb.cells)
+        if c.cell_type == "code" and (c.outputs or c.execution_count is not None)
+    ]
     assert not dirty, f"cells {dirty} carry outputs; strip them: {STRIP}"
 
 
@@ -55,7 +65,9 @@ def test_committed_without_outputs():
 def test_tour_executes(tmp_path):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     client = nbclient.NotebookClient(
-        nb, km=_kernel_manager(tmp_path), timeout=180,
+        nb,
+        km=_kernel_manager(tmp_path),
+        timeout=180,
         resources={"metadata": {"path": str(NOTEBOOK.parent)}},
     )
     start = time.perf_counter()

@@ -6,8 +6,9 @@ import warnings
 
 import pytest
 
-from cases import error_cases, sample_cases
 from jaxops.testing import parity
+
+from cases import error_cases, sample_cases
 
 
 def _assert_all_ok(comparisons, sample):

@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 import jaxops
-from cases import differs_by_platform, sample_cases
 from jaxops.testing import REGISTRY, lowering, parity, portable
+
+from cases import differs_by_platform, sample_cases
 
 LOWERING_SAMPLES_PER_OP = 4
 
@@ -28,7 +29,9 @@ LOWERING_SAMPLES_PER_OP = 4
 def _bound(info, sample):
     """The op as a function of its floating array arguments (a user may differentiate
     with respect to any of them), and their values."""
-    refs = [r for r in parity.array_refs(sample) if jnp.issubdtype(sample.get(r).dtype, jnp.floating)]
+    refs = [
+        r for r in parity.array_refs(sample) if jnp.issubdtype(sample.get(r).dtype, jnp.floating)
+    ]
     return parity.bind(info, sample, refs), [parity.to_jax(sample.get(r)) for r in refs]
 
 
@@ -51,7 +54,9 @@ def _programs(info, sample):
 
 
 @pytest.mark.parametrize("platform", ["cuda", "tpu"])
-@pytest.mark.parametrize("info,sample", sample_cases("lowering", per_op=LOWERING_SAMPLES_PER_OP, portable=False))
+@pytest.mark.parametrize(
+    "info,sample", sample_cases("lowering", per_op=LOWERING_SAMPLES_PER_OP, portable=False)
+)
 def test_portable_formulation_lowers_to_what_gpu_and_tpu_run_well(info, sample, platform):
     rules = info.lowering
     for mode, fn, args in _programs(info, sample):
@@ -65,7 +70,9 @@ def test_portable_formulation_lowers_to_what_gpu_and_tpu_run_well(info, sample, 
         if rules.convolution:
             assert counts["convolution"] >= 1, f"{where}: no XLA convolution"
         precisions = lowering.contraction_precisions(text)
-        assert all(p == "HIGHEST" for p in precisions), f"{where}: contraction precisions {precisions}"
+        assert all(p == "HIGHEST" for p in precisions), (
+            f"{where}: contraction precisions {precisions}"
+        )
 
 
 def test_the_lowering_checks_can_fail():
@@ -89,10 +96,14 @@ def test_the_lowering_checks_can_fail():
     assert lowering.op_counts(lowering.lowered_text(scatter, x, platform="tpu"))["scatter"] == 1
     assert lowering.op_counts(lowering.lowered_text(by_platform, x, platform="cuda"))["case"] == 0
     dot = lambda a: a @ a.T  # noqa: E731
-    assert lowering.contraction_precisions(lowering.lowered_text(dot, x[None], platform="cuda")) == ["DEFAULT"]
+    assert lowering.contraction_precisions(
+        lowering.lowered_text(dot, x[None], platform="cuda")
+    ) == ["DEFAULT"]
 
 
-@pytest.mark.parametrize("name", ["conv2d", "conv_transpose2d", "max_pool2d", "roi_pool", "roi_align"])
+@pytest.mark.parametrize(
+    "name", ["conv2d", "conv_transpose2d", "max_pool2d", "roi_pool", "roi_align"]
+)
 def test_formulation_differs_by_platform(name):
     """These ops carry a CPU-tuned and a portable formulation (so both are tested)."""
     assert differs_by_platform(name)
@@ -120,7 +131,9 @@ def test_portable_context_keys_the_jit_cache():
     assert lowering.op_counts(lowering.lowered_text(f, x, w, platform="cpu"))["while"] >= 1
 
 
-@pytest.mark.parametrize("precision,expected", [(None, "HIGHEST"), ("default", "DEFAULT"), ("high", "HIGH")])
+@pytest.mark.parametrize(
+    "precision,expected", [(None, "HIGHEST"), ("default", "DEFAULT"), ("high", "HIGH")]
+)
 def test_precision_reaches_the_contractions(precision, expected):
     x, w = jnp.ones((1, 2, 6, 6)), jnp.ones((2, 2, 3, 3))
     boxes = jnp.array([[0.0, 0.5, 0.5, 4.0, 4.0]])
@@ -130,8 +143,13 @@ def test_precision_reaches_the_contractions(precision, expected):
         lambda x, w: jaxops.roi_align(x, boxes, 2, sampling_ratio=2, precision=precision),
     ]
     for call in calls:
-        for fn, args in ((call, (x, w)), (jax.grad(lambda x, w: call(x, w).sum(), argnums=(0, 1)), (x, w))):
-            found = lowering.contraction_precisions(lowering.lowered_text(fn, *args, platform="cuda"))
+        for fn, args in (
+            (call, (x, w)),
+            (jax.grad(lambda x, w: call(x, w).sum(), argnums=(0, 1)), (x, w)),
+        ):
+            found = lowering.contraction_precisions(
+                lowering.lowered_text(fn, *args, platform="cuda")
+            )
             assert found and set(found) == {expected}, found
 
 
@@ -155,5 +173,8 @@ def test_one_artifact_for_cpu_cuda_and_tpu_runs_on_cpu(info, sample):
 
 
 def test_every_registered_op_is_checked_for_lowering():
-    covered = {p.values[0].name for p in sample_cases("lowering", per_op=LOWERING_SAMPLES_PER_OP, portable=False)}
+    covered = {
+        p.values[0].name
+        for p in sample_cases("lowering", per_op=LOWERING_SAMPLES_PER_OP, portable=False)
+    }
     assert covered == set(REGISTRY)

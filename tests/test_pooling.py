@@ -70,7 +70,9 @@ def _grad_bits(kwargs, return_indices, x, cot):
 
 @pytest.mark.parametrize("return_indices", [False, True])
 @pytest.mark.parametrize("kwargs", FORMULATION_CONFIGS, ids=str)
-def test_max_pool2d_portable_gradient_is_deterministic_and_equals_the_cpu_one(kwargs, return_indices):
+def test_max_pool2d_portable_gradient_is_deterministic_and_equals_the_cpu_one(
+    kwargs, return_indices
+):
     """Both formulations pick torch's element and add shared cotangents in torch's order:
     their gradients are identical bit for bit, and the portable one is the same on every run."""
     x = _tie_heavy((2, 3, 9, 8))
@@ -83,7 +85,9 @@ def test_max_pool2d_portable_gradient_is_deterministic_and_equals_the_cpu_one(kw
     np.testing.assert_array_equal(first, again)
     np.testing.assert_array_equal(first, cpu)
     tx = torch.from_numpy(np.array(x)).requires_grad_()
-    (expected,) = torch.autograd.grad(F.max_pool2d(tx, **kwargs), tx, torch.from_numpy(np.array(cot)))
+    (expected,) = torch.autograd.grad(
+        F.max_pool2d(tx, **kwargs), tx, torch.from_numpy(np.array(cot))
+    )
     np.testing.assert_array_equal(first, expected.numpy().view(np.uint32))
 
 
@@ -124,7 +128,9 @@ def test_max_pool2d_second_order_matches_torch(kwargs, formulation):
     with _formulation(formulation):
         hvp = jax.jvp(jax.grad(f), (jnp.asarray(x),), (jnp.asarray(v),))[1]
     tx = torch.from_numpy(x).requires_grad_()
-    (g,) = torch.autograd.grad((torch.from_numpy(w) * F.max_pool2d(tx, **kwargs) ** 2).sum(), tx, create_graph=True)
+    (g,) = torch.autograd.grad(
+        (torch.from_numpy(w) * F.max_pool2d(tx, **kwargs) ** 2).sum(), tx, create_graph=True
+    )
     (t_hvp,) = torch.autograd.grad(g, tx, torch.from_numpy(v))
     np.testing.assert_allclose(np.asarray(hvp), t_hvp.numpy(), rtol=1e-5, atol=1e-6)
 
@@ -148,7 +154,10 @@ def test_avg_pool2d_second_order_matches_torch():
     [
         (lambda x: jaxops.max_pool2d(x, 2, 1, 1, dilation=2), (1, 1, 4, 5)),
         (lambda x: jaxops.max_pool2d(x, 3, 2, 1, return_indices=True)[0], (1, 1, 4, 5)),
-        (lambda x: jaxops.avg_pool2d(x, 2, 1, 1, ceil_mode=True, count_include_pad=False), (1, 1, 4, 5)),
+        (
+            lambda x: jaxops.avg_pool2d(x, 2, 1, 1, ceil_mode=True, count_include_pad=False),
+            (1, 1, 4, 5),
+        ),
         (lambda x: jaxops.max_unpool2d(x, jnp.array([[[[0, 5], [5, 15]]]]), 2), (1, 1, 2, 2)),
     ],
     ids=["max_pool2d dilated", "max_pool2d indices", "avg_pool2d", "max_unpool2d repeats"],
@@ -161,7 +170,9 @@ def test_jacfwd_equals_jacrev(fn, shape, formulation):
 
 
 @pytest.mark.parametrize("return_indices", [False, True])
-@pytest.mark.parametrize("kwargs", MAX_CONFIGS + [dict(kernel_size=(4, 5), stride=(1, 5), padding=(2, 1))])
+@pytest.mark.parametrize(
+    "kwargs", MAX_CONFIGS + [dict(kernel_size=(4, 5), stride=(1, 5), padding=(2, 1))]
+)
 def test_max_pool2d_hessian_is_the_same_on_both_formulations(kwargs, return_indices):
     """jax.hessian (forward over reverse) through either custom_jvp rule: the selected
     element's second derivative, the same on both, and torch's Hessian-vector products."""
@@ -178,11 +189,16 @@ def test_max_pool2d_hessian_is_the_same_on_both_formulations(kwargs, return_indi
             hessians[name] = np.asarray(jax.jit(jax.hessian(f))(x)).reshape(x.size, x.size)
     np.testing.assert_array_equal(hessians["portable"], hessians["cpu"])
     tx = torch.from_numpy(np.array(x)).requires_grad_()
-    (g,) = torch.autograd.grad((torch.from_numpy(np.array(w)) * torch.sin(F.max_pool2d(tx, **kwargs))).sum(),
-                               tx, create_graph=True)
+    (g,) = torch.autograd.grad(
+        (torch.from_numpy(np.array(w)) * torch.sin(F.max_pool2d(tx, **kwargs))).sum(),
+        tx,
+        create_graph=True,
+    )
     v = _x(*x.shape)
     (t_hvp,) = torch.autograd.grad(g, tx, torch.from_numpy(v))
-    np.testing.assert_allclose(hessians["portable"] @ v.reshape(-1), t_hvp.numpy().reshape(-1), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        hessians["portable"] @ v.reshape(-1), t_hvp.numpy().reshape(-1), rtol=1e-5, atol=1e-6
+    )
 
 
 def test_max_pool2d_nan_window_gradient_goes_to_the_last_nan():
@@ -204,7 +220,10 @@ def test_max_unpool2d_checked_raises_on_out_of_range_index():
     # checked() around a jitted function (jit(checked(f)) cannot throw from inside the trace).
     safe = jaxops.checked(jax.jit(lambda a, i: jaxops.max_unpool2d(a, i, 2)))
     np.testing.assert_array_equal(safe(y, idx), jaxops.max_unpool2d(y, idx, 2))
-    with pytest.raises(checkify.JaxRuntimeError, match=r"jaxops\.max_unpool2d: index 16 is out of range for output planes of size 4x4"):
+    with pytest.raises(
+        checkify.JaxRuntimeError,
+        match=r"jaxops\.max_unpool2d: index 16 is out of range for output planes of size 4x4",
+    ):
         safe(y, bad)
     with pytest.raises(checkify.JaxRuntimeError, match=r"index -1 is out of range"):
         jaxops.checked(jaxops.max_unpool2d)(y, idx.at[0, 0, 0, 0].set(-1), 2)
@@ -246,8 +265,12 @@ def test_half_precision_close_to_float32(dtype):
     np.testing.assert_array_equal(mp.astype(jnp.float32), jaxops.max_pool2d(x32, 3, 2, 1))
     ap = jaxops.avg_pool2d(xh, 3, 1, 1, count_include_pad=False)
     assert ap.dtype == dtype
-    np.testing.assert_allclose(ap.astype(jnp.float32), jaxops.avg_pool2d(x32, 3, 1, 1, count_include_pad=False),
-                               rtol=tol, atol=tol)
+    np.testing.assert_allclose(
+        ap.astype(jnp.float32),
+        jaxops.avg_pool2d(x32, 3, 1, 1, count_include_pad=False),
+        rtol=tol,
+        atol=tol,
+    )
     g = jax.grad(lambda a: jaxops.avg_pool2d(a, 3, 2, 1).astype(jnp.float32).sum())(xh)
     g32 = jax.grad(lambda a: jaxops.avg_pool2d(a, 3, 2, 1).sum())(x32)
     np.testing.assert_allclose(g.astype(jnp.float32), g32, rtol=tol, atol=tol)
@@ -279,8 +302,15 @@ def test_strategy_draws_valid_samples_matching_torch(name):
 def _cfg(x, kwargs):
     from jaxops import pooling
 
-    return pooling._pool_config("max_pool2d", x, kwargs["kernel_size"], kwargs.get("stride"),
-                                kwargs.get("padding", 0), kwargs.get("dilation", 1), kwargs.get("ceil_mode", False))
+    return pooling._pool_config(
+        "max_pool2d",
+        x,
+        kwargs["kernel_size"],
+        kwargs.get("stride"),
+        kwargs.get("padding", 0),
+        kwargs.get("dilation", 1),
+        kwargs.get("ceil_mode", False),
+    )
 
 
 @pytest.mark.parametrize("kwargs", MAX_CONFIGS + [dict(kernel_size=2, dilation=3, padding=1)])
@@ -305,8 +335,14 @@ def test_argmax_paths_agree(kwargs):
         np.testing.assert_array_equal(best, v1)
 
 
-@pytest.mark.parametrize("kwargs", [dict(kernel_size=(4, 5), stride=(1, 5), padding=(2, 1)),
-                                    dict(kernel_size=(5, 6)), dict(kernel_size=4, stride=4, padding=2)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(kernel_size=(4, 5), stride=(1, 5), padding=(2, 1)),
+        dict(kernel_size=(5, 6)),
+        dict(kernel_size=4, stride=4, padding=2),
+    ],
+)
 def test_portable_separable_gradient_equals_the_full_one(kwargs):
     """Where the windows share no position along one axis, the separable form's two-level sum
     of cotangents is torch's row-major one: the same bits as the full form."""

@@ -22,7 +22,17 @@ from jaxops.testing.opinfo import DTYPE_CHECKS
 
 CHECKS = {"forward", "vjp", "jit", "vmap", "jvp"}
 # Every check that tests/cases.py selects samples for: where ``SampleInput.xfail`` can apply.
-CASE_CHECKS = CHECKS | {"jacobian", "hvp", "remat", "export", "float64", "half", "mixed_dtypes", "sharding", "traces"}
+CASE_CHECKS = CHECKS | {
+    "jacobian",
+    "hvp",
+    "remat",
+    "export",
+    "float64",
+    "half",
+    "mixed_dtypes",
+    "sharding",
+    "traces",
+}
 
 
 def _exported_ops() -> set[str]:
@@ -62,12 +72,17 @@ def test_op_has_error_inputs(name):
 @pytest.mark.parametrize("name", ALL_OPS)
 def test_op_has_a_strategy(name):
     info = REGISTRY[name]
-    assert info.strategy is not None, f"{name} has no hypothesis strategy: tests/test_fuzz.py cannot fuzz it"
+    assert info.strategy is not None, (
+        f"{name} has no hypothesis strategy: tests/test_fuzz.py cannot fuzz it"
+    )
     assert isinstance(info.strategy(), SearchStrategy)
 
 
 def _has_nonfinite(sample: SampleInput) -> bool:
-    return any(is_floating(a.dtype) and not np.isfinite(a.astype(np.float64)).all() for a in sample.arrays())
+    return any(
+        is_floating(a.dtype) and not np.isfinite(a.astype(np.float64)).all()
+        for a in sample.arrays()
+    )
 
 
 def _has_empty(sample: SampleInput) -> bool:
@@ -92,11 +107,15 @@ def test_samples_are_named_sized_and_opt_out_honestly(name):
         assert s.name, s
         assert set(s.skip) <= CHECKS, s.skip
         for check, reason in s.skip.items():
-            assert isinstance(reason, str) and len(reason) >= 20, f"{s.name}: skip[{check!r}] needs a real reason"
+            assert isinstance(reason, str) and len(reason) >= 20, (
+                f"{s.name}: skip[{check!r}] needs a real reason"
+            )
         assert s.skip.keys() != CHECKS, f"{s.name} opts out of every check"
         assert set(s.xfail) <= CASE_CHECKS, s.xfail
         for check, reason in s.xfail.items():
-            assert isinstance(reason, str) and len(reason) >= 20, f"{s.name}: xfail[{check!r}] needs a real reason"
+            assert isinstance(reason, str) and len(reason) >= 20, (
+                f"{s.name}: xfail[{check!r}] needs a real reason"
+            )
             assert check not in s.skip, f"{s.name} both skips and expects to fail {check!r}"
 
 
@@ -105,7 +124,9 @@ def test_dtype_deviations_are_known_checks_with_reasons(name):
     deviations = REGISTRY[name].dtype_deviations
     assert set(deviations) <= set(DTYPE_CHECKS), deviations
     for check, reason in deviations.items():
-        assert isinstance(reason, str) and len(reason) >= 20, f"dtype_deviations[{check!r}] needs a real reason"
+        assert isinstance(reason, str) and len(reason) >= 20, (
+            f"dtype_deviations[{check!r}] needs a real reason"
+        )
 
 
 @pytest.mark.parametrize("name", ALL_OPS)
@@ -124,7 +145,9 @@ def test_op_declares_its_batch_axis(name):
             continue
         arrays = [s.get(r) for r in refs]
         assert all(isinstance(a, np.ndarray) and a.ndim >= 1 for a in arrays), (s.name, refs)
-        assert len({a.shape[0] for a in arrays}) == 1, f"{s.name}: {refs} differ in their leading axis"
+        assert len({a.shape[0] for a in arrays}) == 1, (
+            f"{s.name}: {refs} differ in their leading axis"
+        )
         batched += bool(info.batch_refs(s))
     if info.batch_args is not no_batch_axis:
         assert batched, f"{name} declares a batch axis but no sample has a non-empty one"
@@ -134,7 +157,11 @@ def _effects(info, sample) -> bool:
     """Whether tracing ``sample`` with checks enabled emits a data-dependent check."""
     refs = parity.array_refs(sample)
     with _checks._enabled():
-        return bool(jax.make_jaxpr(parity.bind(info, sample, refs))(*[parity.to_jax(sample.get(r)) for r in refs]).effects)
+        return bool(
+            jax.make_jaxpr(parity.bind(info, sample, refs))(
+                *[parity.to_jax(sample.get(r)) for r in refs]
+            ).effects
+        )
 
 
 @pytest.mark.parametrize("name", ALL_OPS)
@@ -146,7 +173,9 @@ def test_data_dependent_checks_are_declared(name):
     spread = samples[:: max(1, len(samples) // 12)]
     checking = [s.name for s in spread if _effects(info, s)]
     if checking:
-        assert info.data_errors, f"{name} emits data-dependent checks ({checking[:3]}) but declares no data_errors"
+        assert info.data_errors, (
+            f"{name} emits data-dependent checks ({checking[:3]}) but declares no data_errors"
+        )
     for err in info.data_errors:
         assert _effects(info, err.bad), f"{name}: {err.bad!r} emits no data-dependent check"
         assert err.match.startswith(rf"^jaxops\.{name}: "), err.match

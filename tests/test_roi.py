@@ -40,7 +40,10 @@ def test_checked_mode_rejects_batch_index_out_of_range(name):
     op = getattr(jaxops, name)
     x = jnp.ones((2, 1, 4, 4))
     bad = jnp.array([[0.0, 0, 0, 2, 2], [2.0, 0, 0, 2, 2]])
-    with pytest.raises(checkify.JaxRuntimeError, match=rf"jaxops\.{name}: boxes batch index \(=2\.0\) is out of range"):
+    with pytest.raises(
+        checkify.JaxRuntimeError,
+        match=rf"jaxops\.{name}: boxes batch index \(=2\.0\) is out of range",
+    ):
         jaxops.checked(lambda x, b: op(x, b, 2))(x, bad)
     ok = jnp.array([[1.9, 0, 0, 2, 2], [-0.5, 0, 0, 2, 2]])  # truncate to 1 and 0
     jaxops.checked(lambda x, b: op(x, b, 2))(x, ok)
@@ -148,7 +151,9 @@ def test_roi_pool_portable_formulation_has_no_loop_and_one_scatter():
     boxes = _pool_boxes("any")
     f = lambda x: jaxops.roi_pool(x, boxes, 2)
     fwd = lowering.op_counts(lowering.lowered_text(f, x, platform="cuda"))
-    grad = lowering.op_counts(lowering.lowered_text(jax.grad(lambda x: f(x).sum()), x, platform="cuda"))
+    grad = lowering.op_counts(
+        lowering.lowered_text(jax.grad(lambda x: f(x).sum()), x, platform="cuda")
+    )
     assert (fwd["while"], fwd["case"], fwd["scatter"]) == (0, 0, 0), fwd
     assert (grad["while"], grad["case"], grad["scatter"]) == (0, 0, 1), grad
     cpu = lowering.op_counts(lowering.lowered_text(f, x, platform="cpu"))
@@ -157,8 +162,12 @@ def test_roi_pool_portable_formulation_has_no_loop_and_one_scatter():
 
 def _specials_map():
     x = jax.random.normal(jax.random.key(4), (2, 3, 8, 9))
-    x = x.at[0, 0, 1, 2].set(jnp.nan).at[0, 0, 0, 0].set(jnp.inf)  # (0, 0): what out-of-map samples read
-    x = x.at[1, 2, 2, 1].set(-jnp.inf).at[0, 1, 7, 8].set(jnp.inf)  # the clamped bottom-right corner
+    x = (
+        x.at[0, 0, 1, 2].set(jnp.nan).at[0, 0, 0, 0].set(jnp.inf)
+    )  # (0, 0): what out-of-map samples read
+    x = (
+        x.at[1, 2, 2, 1].set(-jnp.inf).at[0, 1, 7, 8].set(jnp.inf)
+    )  # the clamped bottom-right corner
     return x.at[1, 0, 3, 3].set(jnp.nan).at[0, 2, 5, 5].set(jnp.inf).at[0, 2, 5, 6].set(-jnp.inf)
 
 

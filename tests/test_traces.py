@@ -22,11 +22,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cases import sample_cases
 from jaxops.testing import REGISTRY, is_floating, parity
 
+from cases import sample_cases
+
 # The events JAX records for each trace of a function and each XLA compilation.
-TRACE_OR_COMPILE = {"/jax/core/compile/jaxpr_trace_duration", "/jax/core/compile/backend_compile_duration"}
+TRACE_OR_COMPILE = {
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/backend_compile_duration",
+}
 
 SAMPLES_PER_OP = 4
 
@@ -58,7 +62,9 @@ def _fresh_calls(sample, refs, count: int) -> list[list[jax.Array]]:
 def _core_cache_sizes(info) -> dict[str, int]:
     """Cache sizes of the jitted cores of the op's module (its private ``jax.jit`` functions)."""
     module = sys.modules[info.op.__module__]
-    return {name: fn._cache_size() for name, fn in vars(module).items() if hasattr(fn, "_cache_size")}
+    return {
+        name: fn._cache_size() for name, fn in vars(module).items() if hasattr(fn, "_cache_size")
+    }
 
 
 def _check_cache_hits(info, sample, compilations: list[str]) -> None:
@@ -111,6 +117,7 @@ def test_output_dtypes_are_torch_s(info, sample):
         theirs = [t for t in parity.leaves(parity.call_torch(info, sample)[0]) if t is not None]
     assert len(ours) == len(theirs)
     expected = [
-        jnp.dtype(str(t.dtype).removeprefix("torch.")) if t.dtype.is_floating_point else int for t in theirs
+        jnp.dtype(str(t.dtype).removeprefix("torch.")) if t.dtype.is_floating_point else int
+        for t in theirs
     ]
     chex.assert_type(ours, expected)

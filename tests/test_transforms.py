@@ -13,9 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cases import sample_cases, small_cases
 from jaxops.testing import REGISTRY, Tol, is_floating, parity
 
+from cases import sample_cases, small_cases
 
 # The transformation checks compare jaxops with itself, so an evenly spread subset of each
 # op's samples (corners included) keeps the suite inside its time budget; torch parity
@@ -30,7 +30,9 @@ def test_jit_matches_eager(info, sample):
     f = parity.bind(info, sample, refs)
     jitted, eager = jax.jit(f)(*values), f(*values)
     parity.assert_trees_close(jitted, eager, sample.fwd_tol or info.fwd_tol, "jit")
-    chex.assert_trees_all_equal_shapes_and_dtypes(jitted, eager)  # compare() reads floats as float64
+    chex.assert_trees_all_equal_shapes_and_dtypes(
+        jitted, eager
+    )  # compare() reads floats as float64
 
 
 def _batch_variants(a: np.ndarray) -> list[np.ndarray]:
@@ -73,7 +75,11 @@ def test_jvp_consistent_with_vjp(info, sample):
     tangents = [jnp.asarray(rng.standard_normal(p.shape), p.dtype) for p in primals]
     out, out_tangent = jax.jvp(f, primals, tangents)
     out_leaves, treedef = jax.tree_util.tree_flatten(out)
-    if not all(np.isfinite(np.asarray(x, np.float64)).all() for x in out_leaves if jnp.issubdtype(x.dtype, jnp.inexact)):
+    if not all(
+        np.isfinite(np.asarray(x, np.float64)).all()
+        for x in out_leaves
+        if jnp.issubdtype(x.dtype, jnp.inexact)
+    ):
         pytest.skip("non-finite output (e.g. 0/0): inner products are not comparable")
     carrying = info.grad_outputs
     cots = []
@@ -110,7 +116,9 @@ def test_vmap_non_leading_axes_matches_loop(info, sample):
     batched = jax.vmap(f, in_axes=in_axes, out_axes=-1)(*stacked)
     looped = [f(*[jnp.asarray(v) for v in m]) for m in members]
     expected = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs, axis=-1), *looped)
-    parity.assert_trees_close(batched, expected, sample.fwd_tol or info.fwd_tol, "vmap(axis 1 -> -1)")
+    parity.assert_trees_close(
+        batched, expected, sample.fwd_tol or info.fwd_tol, "vmap(axis 1 -> -1)"
+    )
 
 
 def _several_batched_args(per_op: int) -> list:
@@ -135,7 +143,9 @@ def test_vmap_one_argument_batched_matches_loop(info, sample):
         in_axes = [0 if j == k else None for j in range(len(refs))]
         args = [_stack_at(members, 0) if j == k else v for j, v in enumerate(values)]
         batched = jax.vmap(f, in_axes=in_axes)(*args)
-        looped = [f(*[jnp.asarray(m) if j == k else v for j, v in enumerate(values)]) for m in members]
+        looped = [
+            f(*[jnp.asarray(m) if j == k else v for j, v in enumerate(values)]) for m in members
+        ]
         expected = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *looped)
         parity.assert_trees_close(batched, expected, tol, f"vmap(only {ref!r})")
 
@@ -156,7 +166,9 @@ def _grad_tol(info, sample):
 def test_every_op_has_small_samples_for_the_costly_checks():
     """Each op must offer small, finite float32 samples, or the checks below would pass vacuously."""
     covered = {p.values[0].name for p in small_cases("jacobian")}
-    assert covered == set(REGISTRY), f"no small float32 sample for {sorted(set(REGISTRY) - covered)}"
+    assert covered == set(REGISTRY), (
+        f"no small float32 sample for {sorted(set(REGISTRY) - covered)}"
+    )
 
 
 @pytest.mark.parametrize("info,sample", small_cases("jacobian"))
@@ -210,7 +222,9 @@ def test_hessian_vector_product_matches_finite_differences(info, sample):
             assert ours.dtype == np.float64
             assert np.isfinite(ours).all(), f"non-finite HVP for argument {refs[k]!r}"
             scale = 1.0 + float(np.max(np.abs(fd), initial=0.0))
-            np.testing.assert_allclose(ours, fd, rtol=1e-6, atol=1e-7 * scale, err_msg=f"HVP w.r.t. {refs[k]!r}")
+            np.testing.assert_allclose(
+                ours, fd, rtol=1e-6, atol=1e-7 * scale, err_msg=f"HVP w.r.t. {refs[k]!r}"
+            )
 
 
 @pytest.mark.parametrize("info,sample", small_cases("remat", per_op=4))
@@ -229,9 +243,11 @@ def test_checkpoint_gradients_match_plain_vjp(info, sample):
     out = f(*primals)
     rng = np.random.default_rng(3)
     cot = jax.tree_util.tree_map(
-        lambda x: jnp.asarray(rng.standard_normal(x.shape), x.dtype)
-        if jnp.issubdtype(x.dtype, jnp.inexact)
-        else np.zeros(x.shape, jax.dtypes.float0),
+        lambda x: (
+            jnp.asarray(rng.standard_normal(x.shape), x.dtype)
+            if jnp.issubdtype(x.dtype, jnp.inexact)
+            else np.zeros(x.shape, jax.dtypes.float0)
+        ),
         out,
     )
     plain = jax.vjp(f, *primals)[1](cot)

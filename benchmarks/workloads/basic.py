@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxops
+
 from harness import Case, jax_fwd_bwd, jax_impl, to_torch, torch_fwd, torch_fwd_bwd
 
 
@@ -31,21 +32,41 @@ def cases(quick: bool) -> list[Case]:
         return F.mse_loss(torch.flatten(a, 1), torch.flatten(b, 1))
 
     return [
-        Case("sigmoid", str(shape), "fwd", lambda: {
-            "jaxops": jax_impl(jaxops.sigmoid, jx),
-            "torch": torch_fwd(torch.sigmoid, tx),
-            "lax": jax_impl(jax.lax.logistic, jx),
-        }),
-        Case("sigmoid", str(shape), "fwd+bwd", lambda: {
-            "jaxops": jax_fwd_bwd(jaxops.sigmoid, (jx,), (0,)),
-            "torch": torch_fwd_bwd(torch.sigmoid, (tx,), (0,)),
-        }),
-        Case("mse_loss", f"flatten+mse {shape}", "fwd", lambda: {
-            "jaxops": jax_impl(flat_mse, jx, jy),
-            "torch": torch_fwd(t_flat_mse, tx, ty),
-        }),
-        Case("mse_loss", f"flatten+mse {shape}", "fwd+bwd", lambda: {
-            "jaxops": jax_fwd_bwd(flat_mse, (jx, jy), (0, 1)),
-            "torch": torch_fwd_bwd(t_flat_mse, (tx, ty), (0, 1)),
-        }),
+        Case(
+            "sigmoid",
+            str(shape),
+            "fwd",
+            lambda: {
+                "jaxops": jax_impl(jaxops.sigmoid, jx),
+                "torch": torch_fwd(torch.sigmoid, tx),
+                "lax": jax_impl(jax.lax.logistic, jx),
+            },
+        ),
+        Case(
+            "sigmoid",
+            str(shape),
+            "fwd+bwd",
+            lambda: {
+                "jaxops": jax_fwd_bwd(jaxops.sigmoid, (jx,), (0,)),
+                "torch": torch_fwd_bwd(torch.sigmoid, (tx,), (0,)),
+            },
+        ),
+        Case(
+            "mse_loss",
+            f"flatten+mse {shape}",
+            "fwd",
+            lambda: {
+                "jaxops": jax_impl(flat_mse, jx, jy),
+                "torch": torch_fwd(t_flat_mse, tx, ty),
+            },
+        ),
+        Case(
+            "mse_loss",
+            f"flatten+mse {shape}",
+            "fwd+bwd",
+            lambda: {
+                "jaxops": jax_fwd_bwd(flat_mse, (jx, jy), (0, 1)),
+                "torch": torch_fwd_bwd(t_flat_mse, (tx, ty), (0, 1)),
+            },
+        ),
     ]

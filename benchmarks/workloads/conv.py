@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 import numpy as np
-from harness import Case, jax_fwd_bwd, jax_impl, to_torch, torch_fwd, torch_fwd_bwd
 from jax import lax
 
 import jaxops
+
+from harness import Case, jax_fwd_bwd, jax_impl, to_torch, torch_fwd, torch_fwd_bwd
 
 NCHW = ("NCHW", "OIHW", "NCHW")
 # float32-exact contractions, as jaxops' default and torch with TF32 off (XLA:CPU ignores it).
@@ -23,7 +24,12 @@ HIGHEST = lax.Precision.HIGHEST
 
 def _lax_conv(x, w, padding, groups):
     return lax.conv_general_dilated(
-        x, w, (1, 1), [(padding, padding)] * 2, dimension_numbers=NCHW, feature_group_count=groups,
+        x,
+        w,
+        (1, 1),
+        [(padding, padding)] * 2,
+        dimension_numbers=NCHW,
+        feature_group_count=groups,
         precision=HIGHEST,
     )
 
@@ -31,13 +37,17 @@ def _lax_conv(x, w, padding, groups):
 def _lax_conv_transpose(x, w):
     # torch's (C_in, C_out, kH, kW) weight is the forward conv's OIHW kernel: transpose_kernel=True.
     return lax.conv_transpose(
-        x, w, (2, 2), [(2, 2), (2, 2)], dimension_numbers=NCHW, transpose_kernel=True,
+        x,
+        w,
+        (2, 2),
+        [(2, 2), (2, 2)],
+        dimension_numbers=NCHW,
+        transpose_kernel=True,
         precision=HIGHEST,
     )
 
 
 def _conv_cases(name, x_shape, w_shape, padding, groups, flops):
-    import torch
     import torch.nn.functional as F
 
     rng = np.random.default_rng(0)
@@ -64,21 +74,32 @@ def _fwd_and_grad(op, workload, flops, ours, theirs, bare, jax_args, torch_args)
     """The forward and forward+backward (w.r.t. input, weight and bias) cases of one conv."""
     grads = tuple(range(len(jax_args)))
     return [
-        Case(op, workload, "fwd", lambda: {
-            "jaxops": jax_impl(ours, *jax_args),
-            "torch": torch_fwd(theirs, *torch_args),
-            "lax": jax_impl(bare, *jax_args),
-        }, flops=flops),
-        Case(op, workload, "fwd+bwd", lambda: {
-            "jaxops": jax_fwd_bwd(ours, jax_args, grads),
-            "torch": torch_fwd_bwd(theirs, torch_args, grads),
-            "lax": jax_fwd_bwd(bare, jax_args, grads),
-        }, flops=3 * flops),
+        Case(
+            op,
+            workload,
+            "fwd",
+            lambda: {
+                "jaxops": jax_impl(ours, *jax_args),
+                "torch": torch_fwd(theirs, *torch_args),
+                "lax": jax_impl(bare, *jax_args),
+            },
+            flops=flops,
+        ),
+        Case(
+            op,
+            workload,
+            "fwd+bwd",
+            lambda: {
+                "jaxops": jax_fwd_bwd(ours, jax_args, grads),
+                "torch": torch_fwd_bwd(theirs, torch_args, grads),
+                "lax": jax_fwd_bwd(bare, jax_args, grads),
+            },
+            flops=3 * flops,
+        ),
     ]
 
 
 def _transpose_cases(x_shape, c_out):
-    import torch
     import torch.nn.functional as F
 
     rng = np.random.default_rng(1)
@@ -100,7 +121,9 @@ def _transpose_cases(x_shape, c_out):
         return _lax_conv_transpose(a, k) + c[:, None, None]
 
     workload = f"k4 s2 p1 {x_shape}->{c_out}"
-    return _fwd_and_grad("conv_transpose2d", workload, flops, ours, theirs, bare, (jx, jw, jb), (tx, tw, tb))
+    return _fwd_and_grad(
+        "conv_transpose2d", workload, flops, ours, theirs, bare, (jx, jw, jb), (tx, tw, tb)
+    )
 
 
 def _matmul_peak(n):

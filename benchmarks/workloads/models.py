@@ -36,10 +36,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import models
 import numpy as np
-from harness import Case, Impl, jax_impl, to_torch, torch_device, torch_sync
 
+import models
+from harness import Case, Impl, jax_impl, to_torch, torch_device, torch_sync
 from workloads import roi
 
 
@@ -99,10 +99,14 @@ def _resnet18_case(quick: bool) -> Case:
         return _parity(models.resnet18_result, frameworks, x, y, "silu")
 
     return Case(
-        "resnet18", f"CIFAR step ({batch}, 3, {size}, {size}) 10 cls", "fwd+bwd", make,
+        "resnet18",
+        f"CIFAR step ({batch}, 3, {size}, {size}) 10 cls",
+        "fwd+bwd",
+        make,
         note="torchvision resnet18, 3x3 s1 stem, no max pool, BN training; "
-             "value_and_grad(cross_entropy) vs zero_grad+forward+backward",
-        memory=True, parity=parity,
+        "value_and_grad(cross_entropy) vs zero_grad+forward+backward",
+        memory=True,
+        parity=parity,
     )
 
 
@@ -128,10 +132,14 @@ def _roi_head_case(quick: bool) -> Case:
 
     n, c, hw, k = (2, 64, 50, 128) if quick else (2, 256, 50, 512)
     return Case(
-        "roi_head", f"({n}, {c}, {hw}, {hw}) K={k} ->256->21", "fwd+bwd", make,
+        "roi_head",
+        f"({n}, {c}, {hw}, {hw}) K={k} ->256->21",
+        "fwd+bwd",
+        make,
         note="roi_align(7, 1/16, 2, aligned) -> fc -> ReLU -> fc -> cross_entropy; "
-             "grads of the map and the fc parameters",
-        memory=True, parity=parity,
+        "grads of the map and the fc parameters",
+        memory=True,
+        parity=parity,
     )
 
 

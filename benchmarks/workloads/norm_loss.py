@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxops
+
 from harness import Case, jax_fwd_bwd, jax_impl, to_torch, torch_fwd, torch_fwd_bwd
 
 
@@ -46,19 +47,30 @@ def _ce_cases(workload, logits, labels, **kwargs):
         return _naive_cross_entropy(a, t, **kwargs)
 
     return [
-        Case("cross_entropy", workload, "fwd", lambda: {
-            "jaxops": jax_impl(ours, *jax_args), "torch": torch_fwd(theirs, *torch_args),
-            "lax": jax_impl(naive, *jax_args),
-        }),
-        Case("cross_entropy", workload, "fwd+bwd", lambda: {
-            "jaxops": jax_fwd_bwd(ours, jax_args, (0,)), "torch": torch_fwd_bwd(theirs, torch_args, (0,)),
-            "lax": jax_fwd_bwd(naive, jax_args, (0,)),
-        }),
+        Case(
+            "cross_entropy",
+            workload,
+            "fwd",
+            lambda: {
+                "jaxops": jax_impl(ours, *jax_args),
+                "torch": torch_fwd(theirs, *torch_args),
+                "lax": jax_impl(naive, *jax_args),
+            },
+        ),
+        Case(
+            "cross_entropy",
+            workload,
+            "fwd+bwd",
+            lambda: {
+                "jaxops": jax_fwd_bwd(ours, jax_args, (0,)),
+                "torch": torch_fwd_bwd(theirs, torch_args, (0,)),
+                "lax": jax_fwd_bwd(naive, jax_args, (0,)),
+            },
+        ),
     ]
 
 
 def cases(quick: bool) -> list[Case]:
-    import torch
     import torch.nn.functional as F
 
     rng = np.random.default_rng(0)
@@ -83,16 +95,26 @@ def cases(quick: bool) -> list[Case]:
         return F.batch_norm(a, trm, trv, ww, bb, training=True)
 
     out += [
-        Case("batch_norm", f"train {shape}", "fwd", lambda: {
-            "jaxops": jax_impl(bn, jx, jw, jb),
-            "torch": torch_fwd(t_bn, tx, tw, tb),
-            "lax": jax_impl(_naive_batch_norm, jx, jw, jb),
-        }),
-        Case("batch_norm", f"train {shape}", "fwd+bwd", lambda: {
-            "jaxops": jax_fwd_bwd(bn_out, (jx, jw, jb), (0, 1, 2)),
-            "torch": torch_fwd_bwd(t_bn, (tx, tw, tb), (0, 1, 2)),
-            "lax": jax_fwd_bwd(_naive_batch_norm, (jx, jw, jb), (0, 1, 2)),
-        }),
+        Case(
+            "batch_norm",
+            f"train {shape}",
+            "fwd",
+            lambda: {
+                "jaxops": jax_impl(bn, jx, jw, jb),
+                "torch": torch_fwd(t_bn, tx, tw, tb),
+                "lax": jax_impl(_naive_batch_norm, jx, jw, jb),
+            },
+        ),
+        Case(
+            "batch_norm",
+            f"train {shape}",
+            "fwd+bwd",
+            lambda: {
+                "jaxops": jax_fwd_bwd(bn_out, (jx, jw, jb), (0, 1, 2)),
+                "torch": torch_fwd_bwd(t_bn, (tx, tw, tb), (0, 1, 2)),
+                "lax": jax_fwd_bwd(_naive_batch_norm, (jx, jw, jb), (0, 1, 2)),
+            },
+        ),
     ]
 
     # ------------------------------------------------------------ cross_entropy

@@ -9,19 +9,23 @@ import numpy as np
 from jax import lax
 
 import jaxops
+
 from harness import Case, jax_fwd_bwd, jax_impl, to_torch, torch_fwd, torch_fwd_bwd
 
 
 def _lax_max(x):
-    return lax.reduce_window(x, -jnp.inf, lax.max, (1, 1, 3, 3), (1, 1, 2, 2), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    return lax.reduce_window(
+        x, -jnp.inf, lax.max, (1, 1, 3, 3), (1, 1, 2, 2), ((0, 0), (0, 0), (1, 1), (1, 1))
+    )
 
 
 def _lax_sum(x):
-    return lax.reduce_window(x, 0.0, lax.add, (1, 1, 3, 3), (1, 1, 1, 1), ((0, 0), (0, 0), (1, 1), (1, 1)))
+    return lax.reduce_window(
+        x, 0.0, lax.add, (1, 1, 3, 3), (1, 1, 1, 1), ((0, 0), (0, 0), (1, 1), (1, 1))
+    )
 
 
 def cases(quick: bool) -> list[Case]:
-    import torch
     import torch.nn.functional as F
 
     rng = np.random.default_rng(0)
@@ -48,24 +52,53 @@ def cases(quick: bool) -> list[Case]:
 
     m, a = f"k3 s2 p1 {max_shape}", f"k3 s1 p1 no-pad-count {avg_shape}"
     return [
-        Case("max_pool2d", m, "fwd", lambda: {
-            "jaxops": jax_impl(mp, jm), "torch": torch_fwd(t_mp, tm), "lax": jax_impl(_lax_max, jm),
-        }),
-        Case("max_pool2d", m + " +indices", "fwd", lambda: {
-            "jaxops": jax_impl(mp_idx, jm),
-            "torch": torch_fwd(lambda x: F.max_pool2d(x, 3, 2, 1, return_indices=True), tm),
-        }),
-        Case("max_pool2d", m, "fwd+bwd", lambda: {
-            "jaxops": jax_fwd_bwd(mp, (jm,), (0,)),
-            "torch": torch_fwd_bwd(t_mp, (tm,), (0,)),
-            "lax": jax_fwd_bwd(_lax_max, (jm,), (0,)),
-        }),
-        Case("avg_pool2d", a, "fwd", lambda: {
-            "jaxops": jax_impl(ap, ja), "torch": torch_fwd(t_ap, ta), "lax": jax_impl(_lax_sum, ja),
-        }),
-        Case("avg_pool2d", a, "fwd+bwd", lambda: {
-            "jaxops": jax_fwd_bwd(ap, (ja,), (0,)),
-            "torch": torch_fwd_bwd(t_ap, (ta,), (0,)),
-            "lax": jax_fwd_bwd(_lax_sum, (ja,), (0,)),
-        }),
+        Case(
+            "max_pool2d",
+            m,
+            "fwd",
+            lambda: {
+                "jaxops": jax_impl(mp, jm),
+                "torch": torch_fwd(t_mp, tm),
+                "lax": jax_impl(_lax_max, jm),
+            },
+        ),
+        Case(
+            "max_pool2d",
+            m + " +indices",
+            "fwd",
+            lambda: {
+                "jaxops": jax_impl(mp_idx, jm),
+                "torch": torch_fwd(lambda x: F.max_pool2d(x, 3, 2, 1, return_indices=True), tm),
+            },
+        ),
+        Case(
+            "max_pool2d",
+            m,
+            "fwd+bwd",
+            lambda: {
+                "jaxops": jax_fwd_bwd(mp, (jm,), (0,)),
+                "torch": torch_fwd_bwd(t_mp, (tm,), (0,)),
+                "lax": jax_fwd_bwd(_lax_max, (jm,), (0,)),
+            },
+        ),
+        Case(
+            "avg_pool2d",
+            a,
+            "fwd",
+            lambda: {
+                "jaxops": jax_impl(ap, ja),
+                "torch": torch_fwd(t_ap, ta),
+                "lax": jax_impl(_lax_sum, ja),
+            },
+        ),
+        Case(
+            "avg_pool2d",
+            a,
+            "fwd+bwd",
+            lambda: {
+                "jaxops": jax_fwd_bwd(ap, (ja,), (0,)),
+                "torch": torch_fwd_bwd(t_ap, (ta,), (0,)),
+                "lax": jax_fwd_bwd(_lax_sum, (ja,), (0,)),
+            },
+        ),
     ]

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxops
+
 from harness import Case, jax_fwd_bwd, jax_impl, to_torch, torch_fwd, torch_fwd_bwd
 
 
@@ -34,7 +35,6 @@ def _fns():
 
 
 def cases(quick: bool) -> list[Case]:
-    import torch
     import torchvision
 
     x, boxes = inputs(quick)
@@ -48,14 +48,28 @@ def cases(quick: bool) -> list[Case]:
     out = []
     for name, fn in _fns().items():
         ref = refs[name]
-        out.append(Case(name, label, "fwd", lambda fn=fn, ref=ref: {
-            "jaxops": jax_impl(fn, jx, jb),
-            "torch": torch_fwd(ref, tx, tb),
-        }))
-        out.append(Case(name, label, "fwd+bwd", lambda fn=fn, ref=ref: {
-            "jaxops": jax_fwd_bwd(fn, (jx, jb), (0,)),
-            "torch": torch_fwd_bwd(ref, (tx, tb), (0,)),
-        }))
+        out.append(
+            Case(
+                name,
+                label,
+                "fwd",
+                lambda fn=fn, ref=ref: {
+                    "jaxops": jax_impl(fn, jx, jb),
+                    "torch": torch_fwd(ref, tx, tb),
+                },
+            )
+        )
+        out.append(
+            Case(
+                name,
+                label,
+                "fwd+bwd",
+                lambda fn=fn, ref=ref: {
+                    "jaxops": jax_fwd_bwd(fn, (jx, jb), (0,)),
+                    "torch": torch_fwd_bwd(ref, (tx, tb), (0,)),
+                },
+            )
+        )
     return out
 
 

@@ -46,6 +46,7 @@ Pads = tuple[tuple[int, int], tuple[int, int]]
 
 # ---------------------------------------------------------------- the linear core
 
+
 class _Phase(NamedTuple):
     """The kernel taps of one stride phase along one spatial dimension.
 
@@ -221,7 +222,9 @@ def _matmul_conv(x, w, dilation, channels_first=False):
             [xs[:, i * dh, j * dw : j * dw + wo] for i in range(kh) for j in range(kw)], axis=-1
         ).reshape(n * wo, k)
         if channels_first:
-            return lax.dot_general(wm, cols, (((0,), (1,)), ((), ())), precision=hi).reshape(co, n, wo)
+            return lax.dot_general(wm, cols, (((0,), (1,)), ((), ())), precision=hi).reshape(
+                co, n, wo
+            )
         return lax.dot(cols, wm, precision=hi).reshape(n, wo, co)
 
     # Rebuild the patches when transposing rather than keep them all as residuals.
@@ -277,8 +280,14 @@ def _conv_dense(x, w, stride, pads, dilation, groups, matmul=False):
 def _valid_conv(x, k, dilation, groups):
     """Stride-1 VALID convolution of NHWC ``x`` with an HWIO kernel (one Eigen call on XLA:CPU)."""
     return lax.conv_general_dilated(
-        x, k, (1, 1), "VALID", rhs_dilation=dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=groups, precision=lax.Precision.HIGHEST,
+        x,
+        k,
+        (1, 1),
+        "VALID",
+        rhs_dilation=dilation,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        feature_group_count=groups,
+        precision=lax.Precision.HIGHEST,
     )
 
 
@@ -315,12 +324,16 @@ def _dense_input_grad(ct, w, in_shape, stride, pads, dilation, groups):
             kernel = wt[ph.k0 :: ph.kstep, pw.k0 :: pw.kstep]
             piece = _valid_conv_input_grad(ctt, kernel, (ph.dil, pw.dil), groups)
             rows, cols = piece.shape[1:3]
-            placed = lax.pad(piece, zero, (
-                (0, 0, 0),
-                (ph.offset, hp - ph.offset - (rows - 1) * stride[0] - 1, stride[0] - 1),
-                (pw.offset, wp - pw.offset - (cols - 1) * stride[1] - 1, stride[1] - 1),
-                (0, 0, 0),
-            ))
+            placed = lax.pad(
+                piece,
+                zero,
+                (
+                    (0, 0, 0),
+                    (ph.offset, hp - ph.offset - (rows - 1) * stride[0] - 1, stride[0] - 1),
+                    (pw.offset, wp - pw.offset - (cols - 1) * stride[1] - 1, stride[1] - 1),
+                    (0, 0, 0),
+                ),
+            )
             dxp = placed if dxp is None else dxp + placed
     # Undo the padding (a negative high pad cropped the input: pad it back with zeros).
     (lo_h, hi_h), (lo_w, hi_w) = pads
@@ -404,8 +417,13 @@ def _conv_fast_jvp(stride, pads, dilation, groups, matmul, primals, tangents):
         # Written as the transpose of the explicit input gradient, so that reverse mode runs
         # that gradient (Eigen convolutions) rather than JAX's transpose of the convolution.
         grad = functools.partial(
-            _dense_input_grad, w=w, in_shape=x.shape, stride=stride, pads=pads,
-            dilation=dilation, groups=groups,
+            _dense_input_grad,
+            w=w,
+            in_shape=x.shape,
+            stride=stride,
+            pads=pads,
+            dilation=dilation,
+            groups=groups,
         )
         dy = jax.linear_transpose(grad, jax.ShapeDtypeStruct(y.shape, y.dtype))(dx)[0]
     if _present(dw):

@@ -117,8 +117,13 @@ def _gather_planes(t: jax.Array, flat: jax.Array) -> jax.Array:
     """``t[n, c].ravel()[flat[n, c]]`` per plane; out-of-range indices read 0."""
     n, c, h, w = t.shape
     planes = t.reshape(n * c, h * w)
-    got = jnp.take_along_axis(planes, flat.reshape(n * c, flat.shape[2] * flat.shape[3]), axis=1,
-                              mode="fill", fill_value=0)
+    got = jnp.take_along_axis(
+        planes,
+        flat.reshape(n * c, flat.shape[2] * flat.shape[3]),
+        axis=1,
+        mode="fill",
+        fill_value=0,
+    )
     return got.reshape(flat.shape)
 
 
@@ -150,9 +155,7 @@ def max_jvp(cfg: _Pool, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Arra
     return best, _gather_planes(t, _gather_index(cfg, flat))
 
 
-def argmax_jvp(
-    cfg: _Pool, x: jax.Array, t: jax.Array
-) -> tuple[jax.Array, jax.Array, jax.Array]:
+def argmax_jvp(cfg: _Pool, x: jax.Array, t: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Window maxima, torch's flat indices and the tangent ``t`` read at them."""
     best, flat = _argmax_scan(x, cfg)
     return best, flat, _gather_planes(t, _gather_index(cfg, flat))

@@ -73,7 +73,10 @@ def sparse_table(v: Any, levels_h: int, levels_w: int, step: Callable[..., Any])
 
 
 def bin_maxima(
-    lookup: Callable[[int, int], Any], ah: jax.Array, aw: jax.Array, map_hw: tuple[int, int],
+    lookup: Callable[[int, int], Any],
+    ah: jax.Array,
+    aw: jax.Array,
+    map_hw: tuple[int, int],
     out_hw: tuple[int, int],
 ) -> Any:
     """``lookup(levels_h, levels_w)`` (a table that deep, then the bins' four lookups) at

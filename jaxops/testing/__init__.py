@@ -30,9 +30,18 @@ from jaxops.testing.opinfo import (
 
 REGISTRY: dict[str, OpInfo] = {
     info.name: info
-    for module in (ops_pooling, ops_conv, ops_shape, ops_activation, ops_roi, ops_normalization, ops_losses)
+    for module in (
+        ops_pooling,
+        ops_conv,
+        ops_shape,
+        ops_activation,
+        ops_roi,
+        ops_normalization,
+        ops_losses,
+    )
     for info in module.OPS
 }
+
 
 @contextlib.contextmanager
 def portable() -> Iterator[None]:

@@ -29,8 +29,10 @@ def _sigmoid_samples(rng):
     near_one = np.array([[4.004, 4.06, 3.584, 5.01, 7.086], [13.805, 0.2058, 2.025, 3.797, 6.266]])
     for dtype in ("float16", "bfloat16"):
         yield SampleInput(
-            (near_one.astype(HALF_DTYPES[dtype]),), name=f"fuzz regression: {dtype} near 1, torch's rounding",
-            fwd_tol=EXACT, grad_tol=EXACT,
+            (near_one.astype(HALF_DTYPES[dtype]),),
+            name=f"fuzz regression: {dtype} near 1, torch's rounding",
+            fwd_tol=EXACT,
+            grad_tol=EXACT,
         )
     yield SampleInput((np.zeros((0, 3), np.float32),), name="empty")
     yield SampleInput((rng.integers(-3, 3, (4,)),), name="int64 promotes to float32")
@@ -64,8 +66,12 @@ def _sigmoid_ref(x):
 
 
 def _sigmoid_errors():
-    yield ErrorInput(SampleInput(([0.0, 1.0],)), TypeError, r"jaxops\.sigmoid: input must be an array, got list")
-    yield ErrorInput(SampleInput((None,)), TypeError, r"jaxops\.sigmoid: input must be an array, got NoneType")
+    yield ErrorInput(
+        SampleInput(([0.0, 1.0],)), TypeError, r"jaxops\.sigmoid: input must be an array, got list"
+    )
+    yield ErrorInput(
+        SampleInput((None,)), TypeError, r"jaxops\.sigmoid: input must be an array, got NoneType"
+    )
 
 
 OPS = [

@@ -43,32 +43,82 @@ def _cross_entropy_samples(rng):
         kw = {"reduction": reduction, "label_smoothing": ls}
         if weighted:
             kw["weight"] = weight
-        yield _ce_index(rng, randn(rng, 5, c), t, f"index {reduction} ls={ls} weighted={weighted}", **kw)
+        yield _ce_index(
+            rng, randn(rng, 5, c), t, f"index {reduction} ls={ls} weighted={weighted}", **kw
+        )
     # Probability targets: every reduction x smoothing, weighted or not.
     for reduction, ls in itertools.product(REDUCTIONS, (0.0, 0.25)):
         kw = {"reduction": reduction, "label_smoothing": ls}
         if ls:
             kw["weight"] = weight
-        yield _ce_prob(rng, randn(rng, 5, c), _probs(rng, (5, c)), f"prob {reduction} ls={ls}", **kw)
+        yield _ce_prob(
+            rng, randn(rng, 5, c), _probs(rng, (5, c)), f"prob {reduction} ls={ls}", **kw
+        )
     # Ranks: (C), (N, C, d1), (N, C, d1, d2), (N, C, d1, d2, d3); both target kinds.
     yield _ce_index(rng, randn(rng, 5), np.array(3), "(C) input, 0-d target", reduction="none")
-    yield _ce_index(rng, randn(rng, 5), np.array(1), "(C) input mean, weighted", weight=rng.uniform(0.1, 1, 5).astype(np.float32))
+    yield _ce_index(
+        rng,
+        randn(rng, 5),
+        np.array(1),
+        "(C) input mean, weighted",
+        weight=rng.uniform(0.1, 1, 5).astype(np.float32),
+    )
     yield _ce_prob(rng, randn(rng, 5), _probs(rng, (5,), 0), "(C) prob input", reduction="none")
     t = rng.integers(0, 3, (2, 5))
-    yield _ce_index(rng, randn(rng, 2, 3, 5), t, "(N, C, d1), in-range ignore_index=1", ignore_index=1, label_smoothing=0.1)
+    yield _ce_index(
+        rng,
+        randn(rng, 2, 3, 5),
+        t,
+        "(N, C, d1), in-range ignore_index=1",
+        ignore_index=1,
+        label_smoothing=0.1,
+    )
     t = rng.integers(0, 5, (2, 3, 4)).astype(np.uint8)
     t[0, 1] = 255
-    yield _ce_index(rng, randn(rng, 2, 5, 3, 4), t, "(N, C, d1, d2) uint8, ignore 255", ignore_index=255,
-                    weight=rng.uniform(0.1, 1, 5).astype(np.float32))
-    yield _ce_index(rng, randn(rng, 2, 3, 2, 3, 2), rng.integers(0, 3, (2, 2, 3, 2)).astype(np.int32), "(N, C, d1, d2, d3) int32", reduction="none")
-    yield _ce_prob(rng, randn(rng, 2, 3, 4, 2), _probs(rng, (2, 3, 4, 2)), "prob (N, C, d1, d2) weighted",
-                   weight=rng.uniform(0.1, 1, 3).astype(np.float32), label_smoothing=0.5)
-    yield _ce_prob(rng, randn(rng, 3, 4), randn(rng, 3, 4), "prob: unnormalised, negative targets", reduction="sum")
-    yield _ce_prob(rng, randn(rng, 3, 4), _probs(rng, (3, 4)), "prob: ignore_index=-1 allowed", ignore_index=-1)
+    yield _ce_index(
+        rng,
+        randn(rng, 2, 5, 3, 4),
+        t,
+        "(N, C, d1, d2) uint8, ignore 255",
+        ignore_index=255,
+        weight=rng.uniform(0.1, 1, 5).astype(np.float32),
+    )
+    yield _ce_index(
+        rng,
+        randn(rng, 2, 3, 2, 3, 2),
+        rng.integers(0, 3, (2, 2, 3, 2)).astype(np.int32),
+        "(N, C, d1, d2, d3) int32",
+        reduction="none",
+    )
+    yield _ce_prob(
+        rng,
+        randn(rng, 2, 3, 4, 2),
+        _probs(rng, (2, 3, 4, 2)),
+        "prob (N, C, d1, d2) weighted",
+        weight=rng.uniform(0.1, 1, 3).astype(np.float32),
+        label_smoothing=0.5,
+    )
+    yield _ce_prob(
+        rng,
+        randn(rng, 3, 4),
+        randn(rng, 3, 4),
+        "prob: unnormalised, negative targets",
+        reduction="sum",
+    )
+    yield _ce_prob(
+        rng, randn(rng, 3, 4), _probs(rng, (3, 4)), "prob: ignore_index=-1 allowed", ignore_index=-1
+    )
     # All targets ignored: mean is 0/0 = NaN, the gradient zero; sum is 0.
     for reduction, ls in (("mean", 0.0), ("mean", 0.3), ("sum", 0.3)):
-        yield _ce_index(rng, randn(rng, 3, c), np.full(3, -100), f"all ignored {reduction} ls={ls}",
-                        reduction=reduction, label_smoothing=ls, weight=weight)
+        yield _ce_index(
+            rng,
+            randn(rng, 3, c),
+            np.full(3, -100),
+            f"all ignored {reduction} ls={ls}",
+            reduction=reduction,
+            label_smoothing=ls,
+            weight=weight,
+        )
     # Extreme logits: +-1e4 scale, -inf (non-target, target), with and without smoothing.
     big = (1e4 * randn(rng, 4, c)).astype(np.float32)
     yield _ce_index(rng, big, rng.integers(0, c, 4), "logits 1e4, ls 0.1", label_smoothing=0.1)
@@ -76,36 +126,88 @@ def _cross_entropy_samples(rng):
     x = randn(rng, 4, c)
     x[0, 1] = x[1, 3] = x[2, 0] = -np.inf
     yield _ce_index(rng, x, np.array([0, 1, 2, 3]), "-inf logits off target", reduction="none")
-    yield _ce_index(rng, x, np.array([1, 0, 0, 3]), "-inf logit at the target: inf loss", reduction="none")
-    yield _ce_index(rng, x, np.array([0, 1, 2, 3]), "-inf logits with smoothing: inf", reduction="none", label_smoothing=0.2)
-    yield _ce_index(rng, x, np.array([0, 1, 2, 3]), "-inf logits, smoothing 1, weighted", label_smoothing=1.0, weight=weight)
-    yield _ce_prob(rng, x, _probs(rng, (4, c)), "prob -inf logits: 0 * -inf = NaN, finite gradient", reduction="none")
+    yield _ce_index(
+        rng, x, np.array([1, 0, 0, 3]), "-inf logit at the target: inf loss", reduction="none"
+    )
+    yield _ce_index(
+        rng,
+        x,
+        np.array([0, 1, 2, 3]),
+        "-inf logits with smoothing: inf",
+        reduction="none",
+        label_smoothing=0.2,
+    )
+    yield _ce_index(
+        rng,
+        x,
+        np.array([0, 1, 2, 3]),
+        "-inf logits, smoothing 1, weighted",
+        label_smoothing=1.0,
+        weight=weight,
+    )
+    yield _ce_prob(
+        rng,
+        x,
+        _probs(rng, (4, c)),
+        "prob -inf logits: 0 * -inf = NaN, finite gradient",
+        reduction="none",
+    )
     x = randn(rng, 4, c)
     x[0, 2], x[1, 1], x[3, 0] = np.nan, np.inf, np.nan
-    yield _ce_index(rng, x, np.array([0, 1, 2, -100]), "nan/inf logits (one ignored)", reduction="none")
-    yield _ce_index(rng, x, np.array([0, 1, 2, -100]), "nan/inf logits mean, smoothing", label_smoothing=0.1)
+    yield _ce_index(
+        rng, x, np.array([0, 1, 2, -100]), "nan/inf logits (one ignored)", reduction="none"
+    )
+    yield _ce_index(
+        rng, x, np.array([0, 1, 2, -100]), "nan/inf logits mean, smoothing", label_smoothing=0.1
+    )
     # Empty batches.
     for reduction in REDUCTIONS:
-        yield _ce_index(rng, np.zeros((0, c), np.float32), np.zeros(0, np.int64), f"empty index {reduction}",
-                        reduction=reduction, label_smoothing=0.1)
-        yield _ce_prob(rng, np.zeros((0, c, 2), np.float32), np.zeros((0, c, 2), np.float32), f"empty prob {reduction}",
-                       reduction=reduction)
+        yield _ce_index(
+            rng,
+            np.zeros((0, c), np.float32),
+            np.zeros(0, np.int64),
+            f"empty index {reduction}",
+            reduction=reduction,
+            label_smoothing=0.1,
+        )
+        yield _ce_prob(
+            rng,
+            np.zeros((0, c, 2), np.float32),
+            np.zeros((0, c, 2), np.float32),
+            f"empty prob {reduction}",
+            reduction=reduction,
+        )
     for dtype, tol in HALF_TOL.items():
         half = HALF_DTYPES[dtype]
-        yield SampleInput((randn(rng, 6, c).astype(half), rng.integers(0, c, 6)), {"label_smoothing": 0.1}, name=f"{dtype} index",
-                          fwd_tol=tol, grad_tol=tol)
-        yield SampleInput((randn(rng, 3, c, 2).astype(half), _probs(rng, (3, c, 2)).astype(half)), {"reduction": "none"},
-                          name=f"{dtype} prob", fwd_tol=tol, grad_tol=tol)
+        yield SampleInput(
+            (randn(rng, 6, c).astype(half), rng.integers(0, c, 6)),
+            {"label_smoothing": 0.1},
+            name=f"{dtype} index",
+            fwd_tol=tol,
+            grad_tol=tol,
+        )
+        yield SampleInput(
+            (randn(rng, 3, c, 2).astype(half), _probs(rng, (3, c, 2)).astype(half)),
+            {"reduction": "none"},
+            name=f"{dtype} prob",
+            fwd_tol=tol,
+            grad_tol=tol,
+        )
     for i in range(6):
         ndim = int(rng.integers(1, 5))
         shape = tuple(int(s) for s in rng.integers(1, 5, ndim))
         c = shape[0 if ndim == 1 else 1]
-        kw = {"reduction": REDUCTIONS[i % 3], "label_smoothing": float(rng.choice([0.0, rng.uniform(0, 1)]))}
+        kw = {
+            "reduction": REDUCTIONS[i % 3],
+            "label_smoothing": float(rng.choice([0.0, rng.uniform(0, 1)])),
+        }
         if rng.integers(0, 2):
             kw["weight"] = rng.uniform(0, 2, c).astype(np.float32)
         x = (3 * randn(rng, *shape)).astype(np.float32)
         if i % 2:
-            yield _ce_prob(rng, x, _probs(rng, shape, 0 if ndim == 1 else 1), f"random prob {shape}", **kw)
+            yield _ce_prob(
+                rng, x, _probs(rng, shape, 0 if ndim == 1 else 1), f"random prob {shape}", **kw
+            )
         else:
             tshape = shape[:1] + shape[2:] if ndim > 1 else ()
             t = rng.integers(0, c, tshape)
@@ -113,14 +215,21 @@ def _cross_entropy_samples(rng):
             yield _ce_index(rng, x, np.asarray(t), f"random index {shape}", **kw)
 
 
-def _cross_entropy_ref(input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
+def _cross_entropy_ref(
+    input, target, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0
+):
     torch = import_torch()
     if not target.is_floating_point():
         target = target.long()  # torch takes int64 class indices (uint8 for 2-d inputs only)
     if weight is not None and input.dtype != weight.dtype:
         weight = weight.to(input.dtype)
     return torch.nn.functional.cross_entropy(
-        input, target, weight, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
+        input,
+        target,
+        weight,
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
     )
 
 
@@ -129,24 +238,96 @@ def _cross_entropy_errors():
     t = np.zeros(4, np.int64)
     p = np.full((4, 5), 0.2, np.float32)
     fail = r"jaxops\.cross_entropy: "
-    yield ErrorInput(SampleInput((x, t), {"reduction": "avg"}), ValueError, fail + r"reduction \(='avg'\) must be one of")
-    yield ErrorInput(SampleInput((np.float32(1.0), np.int64(0))), ValueError, r"input must have shape \(C\), \(N, C\) or \(N, C, d1, \.\.\.\), got shape \(\)")
-    yield ErrorInput(SampleInput((x.astype(np.int32), t)), TypeError, r"input must have a floating dtype, got int32")
-    yield ErrorInput(SampleInput((x, np.zeros(3, np.int64))), ValueError, r"class-index target for input of shape \(4, 5\) must have shape \(4,\) .*got \(3,\)")
-    yield ErrorInput(SampleInput((x, np.zeros((4, 1), np.int64))), ValueError, r"must have shape \(4,\) .*got \(4, 1\)")
-    yield ErrorInput(SampleInput((np.zeros((2, 3, 4, 5), np.float32), np.zeros((2, 4, 6), np.int64))), ValueError, r"must have shape \(2, 4, 5\) .*got \(2, 4, 6\)")
-    yield ErrorInput(SampleInput((np.zeros(5, np.float32), np.zeros(1, np.int64))), ValueError, r"input of shape \(5,\) must have shape \(\) .*got \(1,\)")
-    yield ErrorInput(SampleInput((x, t.astype(np.float32))), TypeError, r"class-index target must have an integer dtype, got float32")
-    yield ErrorInput(SampleInput((x, t.astype(bool))), TypeError, r"class-index target must have an integer dtype, got bool")
-    yield ErrorInput(SampleInput((x, p.astype(np.int64))), TypeError, r"target with the input's shape \(4, 5\) holds class probabilities and must have a floating dtype, got int")
-    yield ErrorInput(SampleInput((x, t), {"weight": np.ones(4, np.float32)}), ValueError, r"weight should have one element per class \(5,\) or be None, got shape \(4,\)")
-    yield ErrorInput(SampleInput((x, p), {"weight": np.ones((5, 1), np.float32)}), ValueError, r"weight should have one element per class \(5,\) or be None, got shape \(5, 1\)")
-    yield ErrorInput(SampleInput((x, t), {"weight": np.ones(5, np.int32)}), TypeError, r"weight must have a floating dtype, got int32")
-    yield ErrorInput(SampleInput((x, t), {"label_smoothing": 1.5}), ValueError, r"label_smoothing \(=1\.5\) must be between 0\.0 and 1\.0")
-    yield ErrorInput(SampleInput((x, p), {"label_smoothing": -0.1}), ValueError, r"label_smoothing \(=-0\.1\) must be between 0\.0 and 1\.0")
-    yield ErrorInput(SampleInput((x, t), {"label_smoothing": "0.1"}), TypeError, r"label_smoothing must be a float, got '0\.1'")
-    yield ErrorInput(SampleInput((x, p), {"ignore_index": 0}), ValueError, r"ignore_index \(=0\) is not supported for class-probability targets")
-    yield ErrorInput(SampleInput((x, t), {"ignore_index": 1.0}), TypeError, r"ignore_index must be an int, got 1\.0")
+    yield ErrorInput(
+        SampleInput((x, t), {"reduction": "avg"}),
+        ValueError,
+        fail + r"reduction \(='avg'\) must be one of",
+    )
+    yield ErrorInput(
+        SampleInput((np.float32(1.0), np.int64(0))),
+        ValueError,
+        r"input must have shape \(C\), \(N, C\) or \(N, C, d1, \.\.\.\), got shape \(\)",
+    )
+    yield ErrorInput(
+        SampleInput((x.astype(np.int32), t)),
+        TypeError,
+        r"input must have a floating dtype, got int32",
+    )
+    yield ErrorInput(
+        SampleInput((x, np.zeros(3, np.int64))),
+        ValueError,
+        r"class-index target for input of shape \(4, 5\) must have shape \(4,\) .*got \(3,\)",
+    )
+    yield ErrorInput(
+        SampleInput((x, np.zeros((4, 1), np.int64))),
+        ValueError,
+        r"must have shape \(4,\) .*got \(4, 1\)",
+    )
+    yield ErrorInput(
+        SampleInput((np.zeros((2, 3, 4, 5), np.float32), np.zeros((2, 4, 6), np.int64))),
+        ValueError,
+        r"must have shape \(2, 4, 5\) .*got \(2, 4, 6\)",
+    )
+    yield ErrorInput(
+        SampleInput((np.zeros(5, np.float32), np.zeros(1, np.int64))),
+        ValueError,
+        r"input of shape \(5,\) must have shape \(\) .*got \(1,\)",
+    )
+    yield ErrorInput(
+        SampleInput((x, t.astype(np.float32))),
+        TypeError,
+        r"class-index target must have an integer dtype, got float32",
+    )
+    yield ErrorInput(
+        SampleInput((x, t.astype(bool))),
+        TypeError,
+        r"class-index target must have an integer dtype, got bool",
+    )
+    yield ErrorInput(
+        SampleInput((x, p.astype(np.int64))),
+        TypeError,
+        r"target with the input's shape \(4, 5\) holds class probabilities and must have a floating dtype, got int",
+    )
+    yield ErrorInput(
+        SampleInput((x, t), {"weight": np.ones(4, np.float32)}),
+        ValueError,
+        r"weight should have one element per class \(5,\) or be None, got shape \(4,\)",
+    )
+    yield ErrorInput(
+        SampleInput((x, p), {"weight": np.ones((5, 1), np.float32)}),
+        ValueError,
+        r"weight should have one element per class \(5,\) or be None, got shape \(5, 1\)",
+    )
+    yield ErrorInput(
+        SampleInput((x, t), {"weight": np.ones(5, np.int32)}),
+        TypeError,
+        r"weight must have a floating dtype, got int32",
+    )
+    yield ErrorInput(
+        SampleInput((x, t), {"label_smoothing": 1.5}),
+        ValueError,
+        r"label_smoothing \(=1\.5\) must be between 0\.0 and 1\.0",
+    )
+    yield ErrorInput(
+        SampleInput((x, p), {"label_smoothing": -0.1}),
+        ValueError,
+        r"label_smoothing \(=-0\.1\) must be between 0\.0 and 1\.0",
+    )
+    yield ErrorInput(
+        SampleInput((x, t), {"label_smoothing": "0.1"}),
+        TypeError,
+        r"label_smoothing must be a float, got '0\.1'",
+    )
+    yield ErrorInput(
+        SampleInput((x, p), {"ignore_index": 0}),
+        ValueError,
+        r"ignore_index \(=0\) is not supported for class-probability targets",
+    )
+    yield ErrorInput(
+        SampleInput((x, t), {"ignore_index": 1.0}),
+        TypeError,
+        r"ignore_index must be an int, got 1\.0",
+    )
     yield ErrorInput(SampleInput(([[0.0, 1.0]], t)), TypeError, r"input must be an array, got list")
 
 
@@ -157,10 +338,20 @@ def _cross_entropy_batch_args(sample: SampleInput) -> tuple[ArgRef, ...]:
 
 CROSS_ENTROPY_DATA_ERRORS = (
     DataError(
-        bad=SampleInput((np.ones((2, 3), np.float32), np.array([0, 7])), {"reduction": "none"}, name="class 7 of 3"),
-        good=SampleInput((np.ones((3, 3), np.float32), np.array([0, 2, -100])), {"reduction": "none"}, name="in range, one ignored"),
+        bad=SampleInput(
+            (np.ones((2, 3), np.float32), np.array([0, 7])),
+            {"reduction": "none"},
+            name="class 7 of 3",
+        ),
+        good=SampleInput(
+            (np.ones((3, 3), np.float32), np.array([0, 2, -100])),
+            {"reduction": "none"},
+            name="in range, one ignored",
+        ),
         match=r"^jaxops\.cross_entropy: .*class index 7\b",
-        unchecked=lambda out: np.isfinite(out[0]) and np.isnan(out[1]),  # that element's loss is NaN
+        unchecked=lambda out: (
+            np.isfinite(out[0]) and np.isnan(out[1])
+        ),  # that element's loss is NaN
         finite_grad=False,  # the NaN loss element's gradient reaches its row of the input
     ),
 )
@@ -179,11 +370,19 @@ def _cross_entropy_strategy():
         c = shape[cd]
         rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
         x = randn(rng, *shape) * np.float32(draw(st.sampled_from([1e-2, 1.0, 30.0, 1e4])))
-        kwargs = {"reduction": draw(st.sampled_from(REDUCTIONS)), "label_smoothing": draw(st.sampled_from([0.0, 0.1, draw(st.floats(0.0, 1.0))]))}
+        kwargs = {
+            "reduction": draw(st.sampled_from(REDUCTIONS)),
+            "label_smoothing": draw(st.sampled_from([0.0, 0.1, draw(st.floats(0.0, 1.0))])),
+        }
         if draw(st.booleans()):
             kwargs["weight"] = rng.uniform(0, 2, c).astype(np.float32)
         if draw(st.booleans()):
-            return SampleInput((x, _probs(rng, shape, cd)), kwargs, name=f"fuzz prob {shape}", grad_args=(0, 1, "weight"))
+            return SampleInput(
+                (x, _probs(rng, shape, cd)),
+                kwargs,
+                name=f"fuzz prob {shape}",
+                grad_args=(0, 1, "weight"),
+            )
         tshape = shape[:1] + shape[2:] if ndim > 1 else ()
         ignore = draw(st.sampled_from([-100, 0, c - 1]))
         kwargs["ignore_index"] = ignore
@@ -193,6 +392,7 @@ def _cross_entropy_strategy():
         return SampleInput((x, np.asarray(t)), kwargs, name=f"fuzz index {shape}", grad_args=(0,))
 
     return draw()
+
 
 # ---------------------------------------------------------------- mse_loss
 
@@ -215,10 +415,16 @@ def _mse_grad_tol(x, y, weight, reduction, base: Tol) -> Tol:
     d = x64 - y64
     if not d.size or not np.isfinite(d).all():
         return base
-    w = np.ones_like(d) if weight is None else np.broadcast_to(np.asarray(weight, np.float64), d.shape)
+    w = (
+        np.ones_like(d)
+        if weight is None
+        else np.broadcast_to(np.asarray(weight, np.float64), d.shape)
+    )
     denominator = 1.0
     if reduction == "mean":
-        denominator = abs(float(np.sum(np.asarray(weight, np.float64)))) if weight is not None else d.size
+        denominator = (
+            abs(float(np.sum(np.asarray(weight, np.float64)))) if weight is not None else d.size
+        )
     if not np.isfinite(w).all() or denominator == 0.0:
         return base
     terms = float(np.max(np.abs(2 * d * w))) * d.size / min(x64.size, y64.size) / denominator
@@ -231,15 +437,19 @@ def _mse_grad_tol(x, y, weight, reduction, base: Tol) -> Tol:
 def _mse_samples(rng):
     for reduction, shape in itertools.product(REDUCTIONS, [(), (7,), (2, 3, 4, 5)]):
         yield SampleInput(
-            (randn(rng, *shape), randn(rng, *shape)), {"reduction": reduction}, name=f"{reduction} {shape}"
+            (randn(rng, *shape), randn(rng, *shape)),
+            {"reduction": reduction},
+            name=f"{reduction} {shape}",
         )
     for reduction in REDUCTIONS:
         x, y = randn(rng, 3, 1), randn(rng, 1, 4)
         yield SampleInput((x, y), {"reduction": reduction}, name=f"broadcast both {reduction}")
         w = rng.uniform(0.1, 2.0, (3, 4)).astype(np.float32)
         yield SampleInput(
-            (randn(rng, 3, 4), randn(rng, 4)), {"reduction": reduction, "weight": w},
-            grad_args=(0, 1, "weight"), name=f"weighted, target broadcast {reduction}",
+            (randn(rng, 3, 4), randn(rng, 4)),
+            {"reduction": reduction, "weight": w},
+            grad_args=(0, 1, "weight"),
+            name=f"weighted, target broadcast {reduction}",
         )
         specials = np.tile(SPECIALS, 2)
         yield SampleInput(
@@ -247,11 +457,14 @@ def _mse_samples(rng):
         )
         yield SampleInput(
             (np.zeros((0, 3), np.float32), np.zeros((0, 3), np.float32)),
-            {"reduction": reduction}, name=f"empty {reduction}",
+            {"reduction": reduction},
+            name=f"empty {reduction}",
         )
     yield SampleInput(
-        (randn(rng, 4), randn(rng, 4)), {"weight": np.zeros(4, np.float32)},
-        grad_args=(0, 1, "weight"), name="all-zero weight: 0/0",
+        (randn(rng, 4), randn(rng, 4)),
+        {"weight": np.zeros(4, np.float32)},
+        grad_args=(0, 1, "weight"),
+        name="all-zero weight: 0/0",
     )
     # Fuzz regressions: one weighted element, whose weight gradient is 0 up to
     # rounding; and sum(weight) = 1e-20, where (t/s)/s must not become t/(s*s) =
@@ -260,23 +473,30 @@ def _mse_samples(rng):
         x, y, weight = np.array(x, np.float32), np.array(y), np.array([w], np.float32)
         y = y.astype(np.float32) if y.dtype.kind == "f" else y
         yield SampleInput(
-            (x, y), {"weight": weight}, grad_args=(0, 1, "weight"),
+            (x, y),
+            {"weight": weight},
+            grad_args=(0, 1, "weight"),
             grad_tol=_mse_grad_tol(x, y, weight, "mean", MSE_TOL),
             name=f"fuzz regression: one element, weight {w:g}",
-            skip={"jvp": "the weight's tangent cancels terms of size d^2/sum(w) that forward and "
-                  "reverse mode round differently; the check's scale, sum |grad * tangent|, "
-                  "sees only the cancelled result (the VJP is checked against torch above)"},
+            skip={
+                "jvp": "the weight's tangent cancels terms of size d^2/sum(w) that forward and "
+                "reverse mode round differently; the check's scale, sum |grad * tangent|, "
+                "sees only the cancelled result (the VJP is checked against torch above)"
+            },
         )
     # Fuzz regression: a bfloat16 input broadcast over a target 1000x larger; its
     # gradient sums terms of size 40 that cancel to 0.13, below their rounding.
     x = np.array([[0.125977, -0.131836]], ml_dtypes.bfloat16)
     y = np.array([[34.5, 82], [33, -130], [90.5, 44.75]], ml_dtypes.bfloat16)
     yield SampleInput(
-        (x, y), name="fuzz regression: bfloat16 broadcast gradient cancels",
-        fwd_tol=HALF_TOL["bfloat16"], grad_tol=_mse_grad_tol(x, y, None, "mean", HALF_TOL["bfloat16"]),
+        (x, y),
+        name="fuzz regression: bfloat16 broadcast gradient cancels",
+        fwd_tol=HALF_TOL["bfloat16"],
+        grad_tol=_mse_grad_tol(x, y, None, "mean", HALF_TOL["bfloat16"]),
     )
     yield SampleInput(
-        (randn(rng, 3, 4), rng.integers(-2, 2, (3, 4))), name="integer target promotes",
+        (randn(rng, 3, 4), rng.integers(-2, 2, (3, 4))),
+        name="integer target promotes",
     )
     for i in range(6):
         shape = tuple(int(s) for s in rng.integers(1, 6, int(rng.integers(1, 5))))
@@ -285,7 +505,9 @@ def _mse_samples(rng):
         if i % 2:
             kwargs["weight"] = rng.uniform(0, 1, shape).astype(np.float32)
         yield SampleInput(
-            (randn(rng, *shape), randn(rng, *shape)), kwargs, grad_args=(0, 1, "weight"),
+            (randn(rng, *shape), randn(rng, *shape)),
+            kwargs,
+            grad_args=(0, 1, "weight"),
             name=f"random {shape} {reduction}",
         )
 
@@ -318,9 +540,16 @@ def _mse_strategy():
         if draw(st.booleans()):
             kwargs["weight"] = np.abs(draw(S.float_arrays(x_shape, S.FLOAT_DTYPES[dtype])))
             name += " weighted"
-        grad_tol = _mse_grad_tol(x, y, kwargs.get("weight"), reduction, HALF_TOL.get(dtype, MSE_TOL))
+        grad_tol = _mse_grad_tol(
+            x, y, kwargs.get("weight"), reduction, HALF_TOL.get(dtype, MSE_TOL)
+        )
         return SampleInput(
-            (x, y), kwargs, grad_args=(0, 1, "weight"), name=name, fwd_tol=fwd_tol, grad_tol=grad_tol
+            (x, y),
+            kwargs,
+            grad_args=(0, 1, "weight"),
+            name=name,
+            fwd_tol=fwd_tol,
+            grad_tol=grad_tol,
         )
 
     return draw()
@@ -329,15 +558,33 @@ def _mse_strategy():
 def _mse_ref(input, target, reduction="mean", weight=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch warns when target broadcasts
-        return import_torch().nn.functional.mse_loss(input, target, reduction=reduction, weight=weight)
+        return import_torch().nn.functional.mse_loss(
+            input, target, reduction=reduction, weight=weight
+        )
 
 
 def _mse_errors():
     x = np.zeros((2, 3), np.float32)
-    yield ErrorInput(SampleInput((x, x), {"reduction": "avg"}), ValueError, r"jaxops\.mse_loss: reduction \(='avg'\) must be one of")
-    yield ErrorInput(SampleInput((x, np.zeros((4,), np.float32))), ValueError, r"target shape \(4,\) does not broadcast with input shape \(2, 3\)")
-    yield ErrorInput(SampleInput((x, x), {"weight": np.ones(3, np.float32)}), ValueError, r"weight shape \(3,\) must equal input shape \(2, 3\)")
-    yield ErrorInput(SampleInput((np.zeros((2, 3), np.int32), x)), TypeError, r"input must have a floating dtype, got int32")
+    yield ErrorInput(
+        SampleInput((x, x), {"reduction": "avg"}),
+        ValueError,
+        r"jaxops\.mse_loss: reduction \(='avg'\) must be one of",
+    )
+    yield ErrorInput(
+        SampleInput((x, np.zeros((4,), np.float32))),
+        ValueError,
+        r"target shape \(4,\) does not broadcast with input shape \(2, 3\)",
+    )
+    yield ErrorInput(
+        SampleInput((x, x), {"weight": np.ones(3, np.float32)}),
+        ValueError,
+        r"weight shape \(3,\) must equal input shape \(2, 3\)",
+    )
+    yield ErrorInput(
+        SampleInput((np.zeros((2, 3), np.int32), x)),
+        TypeError,
+        r"input must have a floating dtype, got int32",
+    )
 
 
 OPS = [

@@ -21,7 +21,19 @@ def _affine(rng: np.random.Generator, c: int, dtype=np.float32) -> dict:
     return {"weight": rng.uniform(0.5, 1.5, c).astype(dtype), "bias": randn(rng, c).astype(dtype)}
 
 
-def _bn_sample(rng, shape, training, name, *, stats=True, affine=True, offset=0.0, fwd_tol=None, grad_tol=None, **kwargs):
+def _bn_sample(
+    rng,
+    shape,
+    training,
+    name,
+    *,
+    stats=True,
+    affine=True,
+    offset=0.0,
+    fwd_tol=None,
+    grad_tol=None,
+    **kwargs,
+):
     c = shape[1]
     x = randn(rng, *shape) + np.float32(offset)
     rm, rv = _stats(rng, c) if stats else (None, None)
@@ -31,14 +43,20 @@ def _bn_sample(rng, shape, training, name, *, stats=True, affine=True, offset=0.
 
 def _batch_norm_samples(rng):
     # Every rank torch's BatchNorm1d/2d/3d covers (and one more), in both modes.
-    for shape, training in itertools.product([(4, 3), (2, 3, 5), (2, 3, 4, 5), (2, 3, 2, 3, 4), (2, 2, 1, 2, 3, 2)], (True, False)):
-        yield _bn_sample(rng, shape, training, f"rank {len(shape)} {'train' if training else 'eval'}")
+    for shape, training in itertools.product(
+        [(4, 3), (2, 3, 5), (2, 3, 4, 5), (2, 3, 2, 3, 4), (2, 2, 1, 2, 3, 2)], (True, False)
+    ):
+        yield _bn_sample(
+            rng, shape, training, f"rank {len(shape)} {'train' if training else 'eval'}"
+        )
     yield _bn_sample(rng, (3, 4, 5), True, "train without running stats", stats=False)
     yield _bn_sample(rng, (3, 4, 5), True, "train, no weight/bias", affine=False)
     yield _bn_sample(rng, (3, 4, 5), False, "eval, no weight/bias", affine=False)
     x, (rm, rv) = randn(rng, 3, 2, 4), _stats(rng, 2)
     yield SampleInput((x, rm, rv), {"bias": randn(rng, 2), "training": True}, name="bias only")
-    yield SampleInput((x, rm, rv), {"weight": randn(rng, 2), "training": False}, name="weight only (negative too)")
+    yield SampleInput(
+        (x, rm, rv), {"weight": randn(rng, 2), "training": False}, name="weight only (negative too)"
+    )
     for momentum in (0.0, 1.0, 1, 0.75):
         yield _bn_sample(rng, (4, 3, 3), True, f"momentum {momentum!r}", momentum=momentum)
     yield _bn_sample(rng, (4, 3, 3), True, "eps 1e-1", eps=0.1)
@@ -50,48 +68,98 @@ def _batch_norm_samples(rng):
     yield _bn_sample(rng, (5, 1, 2, 2), True, "C=1")
     # Positional weight, bias, training, momentum, eps.
     x, (rm, rv), aff = randn(rng, 3, 2, 4), _stats(rng, 2), _affine(rng, 2)
-    yield SampleInput((x, rm, rv, aff["weight"], aff["bias"], True, 0.2, 1e-3), name="all positional", grad_args=(0, 3, 4))
+    yield SampleInput(
+        (x, rm, rv, aff["weight"], aff["bias"], True, 0.2, 1e-3),
+        name="all positional",
+        grad_args=(0, 3, 4),
+    )
     # Constant channels: jaxops gives exactly `bias` (tests/test_norm_loss.py); torch's
     # x * alpha + beta with alpha = w / sqrt(eps) ~ 300 is off by ~ulp(7 * 300) = 2.4e-4.
     const = np.broadcast_to(np.array([0.1, -3.0, 7.0], np.float32)[None, :, None], (4, 3, 5)).copy()
-    yield SampleInput((const, *_stats(rng, 3)), dict(_affine(rng, 3), training=True), name="constant channels",
-                      fwd_tol=Tol(1e-5, 5e-4))
+    yield SampleInput(
+        (const, *_stats(rng, 3)),
+        dict(_affine(rng, 3), training=True),
+        name="constant channels",
+        fwd_tol=Tol(1e-5, 5e-4),
+    )
     # torch's CPU kernels form x * alpha + beta and x - mean in float32, losing ~ulp(1e4) = 1e-3
     # absolute under this offset, forward and backward; jaxops stays within ~1e-6 of a float64
     # reference here (tests/test_norm_loss.py), so these tolerances measure torch's error.
-    yield _bn_sample(rng, (4, 3, 6), True, "offset 1e4", offset=1e4, fwd_tol=Tol(1e-5, 2e-3), grad_tol=Tol(1e-3, 5e-3))
+    yield _bn_sample(
+        rng,
+        (4, 3, 6),
+        True,
+        "offset 1e4",
+        offset=1e4,
+        fwd_tol=Tol(1e-5, 2e-3),
+        grad_tol=Tol(1e-3, 5e-3),
+    )
     yield _bn_sample(rng, (4, 3, 6), False, "eval offset 1e4", offset=1e4, fwd_tol=Tol(1e-5, 2e-3))
     for training in (True, False):
         x = randn(rng, 3, 4, 5)
-        x[1, 0, 2], x[2, 1, 0], x[0, 2, 3] = np.nan, np.inf, -np.inf  # inf first in its row: a shift
+        x[1, 0, 2], x[2, 1, 0], x[0, 2, 3] = (
+            np.nan,
+            np.inf,
+            -np.inf,
+        )  # inf first in its row: a shift
         rm, rv = _stats(rng, 4)
-        yield SampleInput((x, rm, rv), dict(_affine(rng, 4), training=training), name=f"nan/±inf channels {training}")
-        yield SampleInput((np.zeros((0, 3, 4), np.float32), *_stats(rng, 3)), dict(_affine(rng, 3), training=training),
-                          name=f"empty batch {training}")
+        yield SampleInput(
+            (x, rm, rv),
+            dict(_affine(rng, 4), training=training),
+            name=f"nan/±inf channels {training}",
+        )
+        yield SampleInput(
+            (np.zeros((0, 3, 4), np.float32), *_stats(rng, 3)),
+            dict(_affine(rng, 3), training=training),
+            name=f"empty batch {training}",
+        )
         # torch's own OpInfo sample: an empty 1-D input comes back as it is, statistics untouched.
-        yield SampleInput((np.zeros((0,), np.float32), *_stats(rng, 3)), dict(_affine(rng, 3), training=training),
-                          name=f"empty 1-D input {training}")
+        yield SampleInput(
+            (np.zeros((0,), np.float32), *_stats(rng, 3)),
+            dict(_affine(rng, 3), training=training),
+            name=f"empty 1-D input {training}",
+        )
     for dtype, tol in HALF_TOL.items():
         half = HALF_DTYPES[dtype]
         # Half input with float32 parameters (torch's mixed mode) and all-half.
-        yield SampleInput((randn(rng, 4, 3, 5).astype(half), *_stats(rng, 3)), dict(_affine(rng, 3), training=True),
-                          name=f"{dtype} input, float32 params", fwd_tol=tol, grad_tol=tol)
-        yield SampleInput((randn(rng, 4, 3, 5).astype(half), *_stats(rng, 3, half)), dict(_affine(rng, 3, half), training=False),
-                          name=f"{dtype} eval", fwd_tol=tol, grad_tol=tol)
+        yield SampleInput(
+            (randn(rng, 4, 3, 5).astype(half), *_stats(rng, 3)),
+            dict(_affine(rng, 3), training=True),
+            name=f"{dtype} input, float32 params",
+            fwd_tol=tol,
+            grad_tol=tol,
+        )
+        yield SampleInput(
+            (randn(rng, 4, 3, 5).astype(half), *_stats(rng, 3, half)),
+            dict(_affine(rng, 3, half), training=False),
+            name=f"{dtype} eval",
+            fwd_tol=tol,
+            grad_tol=tol,
+        )
     for i in range(6):
         ndim = int(rng.integers(2, 6))
         shape = tuple(int(s) for s in rng.integers(1, 5, ndim))
         shape = (shape[0] + 1,) + shape[1:]  # at least two values per channel
         yield _bn_sample(
-            rng, shape, bool(i % 2), f"random {shape}", stats=not i % 2 or bool(i % 3), affine=i % 4 != 1,
-            momentum=float(rng.uniform(0, 1)), eps=float(10 ** rng.uniform(-6, -1)),
+            rng,
+            shape,
+            bool(i % 2),
+            f"random {shape}",
+            stats=not i % 2 or bool(i % 3),
+            affine=i % 4 != 1,
+            momentum=float(rng.uniform(0, 1)),
+            eps=float(10 ** rng.uniform(-6, -1)),
         )
 
 
-def _batch_norm_ref(input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5):
+def _batch_norm_ref(
+    input, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
+):
     rm = None if running_mean is None else running_mean.clone()
     rv = None if running_var is None else running_var.clone()
-    out = import_torch().nn.functional.batch_norm(input, rm, rv, weight, bias, training, momentum, eps)
+    out = import_torch().nn.functional.batch_norm(
+        input, rm, rv, weight, bias, training, momentum, eps
+    )
     return out, rm, rv
 
 
@@ -99,26 +167,96 @@ def _batch_norm_errors():
     x = np.zeros((4, 3, 2), np.float32)
     rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
     fail = r"jaxops\.batch_norm: "
-    yield ErrorInput(SampleInput((np.zeros(3, np.float32), rm, rv)), ValueError, fail + r"input must have 2 or more dimensions \(N, C, \*\), got shape \(3,\)")
-    yield ErrorInput(SampleInput((np.zeros((1, 3), np.float32), rm, rv), {"training": True}), ValueError, r"expected more than 1 value per channel when training, got input shape \(1, 3\)")
-    yield ErrorInput(SampleInput((np.zeros((1, 3, 1, 1), np.float32), None, None), {"training": True}), ValueError, r"more than 1 value per channel .* \(1, 3, 1, 1\)")
-    yield ErrorInput(SampleInput((x, rm, rv), {"training": True, "eps": 0.0}), ValueError, r"eps \(=0\.0\) must be positive during training")
-    yield ErrorInput(SampleInput((x, rm, rv), {"eps": -1e-3}), ValueError, r"eps \(=-0\.001\) must be non-negative")
-    yield ErrorInput(SampleInput((x, None, rv)), ValueError, r"running_mean must be given in evaluation mode")
-    yield ErrorInput(SampleInput((x, rm, None)), ValueError, r"running_var must be given in evaluation mode")
-    yield ErrorInput(SampleInput((x, rm, None), {"training": True}), ValueError, r"running_mean and running_var must either both be None or neither be None")
-    yield ErrorInput(SampleInput((x, np.zeros(4, np.float32), rv)), ValueError, r"running_mean should contain 3 elements \(one per channel of input of shape \(4, 3, 2\)\), got shape \(4,\)")
-    yield ErrorInput(SampleInput((x, rm, np.ones(2, np.float32)), {"training": True}), ValueError, r"running_var should contain 3 elements .* got shape \(2,\)")
-    yield ErrorInput(SampleInput((x, np.zeros((3, 1), np.float32), rv)), ValueError, r"running_mean should contain 3 elements .* got shape \(3, 1\)")
-    yield ErrorInput(SampleInput((x, rm, rv), {"weight": np.ones(4, np.float32)}), ValueError, r"weight should contain 3 elements .* got shape \(4,\)")
-    yield ErrorInput(SampleInput((x, rm, rv), {"bias": np.ones(2, np.float32)}), ValueError, r"bias should contain 3 elements .* got shape \(2,\)")
-    yield ErrorInput(SampleInput((np.zeros((4, 3), np.int32), rm, rv)), TypeError, r"input must have a floating dtype, got int32")
-    yield ErrorInput(SampleInput((x, rm.astype(np.int32), rv)), TypeError, r"running_mean must have a floating dtype, got int32")
-    yield ErrorInput(SampleInput((x, rm, rv), {"training": True, "momentum": None}), TypeError, r"momentum must be a float, got None .*num_batches_tracked")
-    yield ErrorInput(SampleInput((x, rm, rv), {"momentum": "0.1"}), TypeError, r"momentum must be a float, got '0\.1'")
-    yield ErrorInput(SampleInput((x, rm, rv), {"eps": np.ones(2, np.float32)}), TypeError, r"eps must be a float")
-    yield ErrorInput(SampleInput((x, rm, rv), {"training": 1}), TypeError, r"training must be a bool, got 1")
-    yield ErrorInput(SampleInput(([[1.0, 2.0]], rm, rv)), TypeError, r"input must be an array, got list")
+    yield ErrorInput(
+        SampleInput((np.zeros(3, np.float32), rm, rv)),
+        ValueError,
+        fail + r"input must have 2 or more dimensions \(N, C, \*\), got shape \(3,\)",
+    )
+    yield ErrorInput(
+        SampleInput((np.zeros((1, 3), np.float32), rm, rv), {"training": True}),
+        ValueError,
+        r"expected more than 1 value per channel when training, got input shape \(1, 3\)",
+    )
+    yield ErrorInput(
+        SampleInput((np.zeros((1, 3, 1, 1), np.float32), None, None), {"training": True}),
+        ValueError,
+        r"more than 1 value per channel .* \(1, 3, 1, 1\)",
+    )
+    yield ErrorInput(
+        SampleInput((x, rm, rv), {"training": True, "eps": 0.0}),
+        ValueError,
+        r"eps \(=0\.0\) must be positive during training",
+    )
+    yield ErrorInput(
+        SampleInput((x, rm, rv), {"eps": -1e-3}),
+        ValueError,
+        r"eps \(=-0\.001\) must be non-negative",
+    )
+    yield ErrorInput(
+        SampleInput((x, None, rv)), ValueError, r"running_mean must be given in evaluation mode"
+    )
+    yield ErrorInput(
+        SampleInput((x, rm, None)), ValueError, r"running_var must be given in evaluation mode"
+    )
+    yield ErrorInput(
+        SampleInput((x, rm, None), {"training": True}),
+        ValueError,
+        r"running_mean and running_var must either both be None or neither be None",
+    )
+    yield ErrorInput(
+        SampleInput((x, np.zeros(4, np.float32), rv)),
+        ValueError,
+        r"running_mean should contain 3 elements \(one per channel of input of shape \(4, 3, 2\)\), got shape \(4,\)",
+    )
+    yield ErrorInput(
+        SampleInput((x, rm, np.ones(2, np.float32)), {"training": True}),
+        ValueError,
+        r"running_var should contain 3 elements .* got shape \(2,\)",
+    )
+    yield ErrorInput(
+        SampleInput((x, np.zeros((3, 1), np.float32), rv)),
+        ValueError,
+        r"running_mean should contain 3 elements .* got shape \(3, 1\)",
+    )
+    yield ErrorInput(
+        SampleInput((x, rm, rv), {"weight": np.ones(4, np.float32)}),
+        ValueError,
+        r"weight should contain 3 elements .* got shape \(4,\)",
+    )
+    yield ErrorInput(
+        SampleInput((x, rm, rv), {"bias": np.ones(2, np.float32)}),
+        ValueError,
+        r"bias should contain 3 elements .* got shape \(2,\)",
+    )
+    yield ErrorInput(
+        SampleInput((np.zeros((4, 3), np.int32), rm, rv)),
+        TypeError,
+        r"input must have a floating dtype, got int32",
+    )
+    yield ErrorInput(
+        SampleInput((x, rm.astype(np.int32), rv)),
+        TypeError,
+        r"running_mean must have a floating dtype, got int32",
+    )
+    yield ErrorInput(
+        SampleInput((x, rm, rv), {"training": True, "momentum": None}),
+        TypeError,
+        r"momentum must be a float, got None .*num_batches_tracked",
+    )
+    yield ErrorInput(
+        SampleInput((x, rm, rv), {"momentum": "0.1"}),
+        TypeError,
+        r"momentum must be a float, got '0\.1'",
+    )
+    yield ErrorInput(
+        SampleInput((x, rm, rv), {"eps": np.ones(2, np.float32)}), TypeError, r"eps must be a float"
+    )
+    yield ErrorInput(
+        SampleInput((x, rm, rv), {"training": 1}), TypeError, r"training must be a bool, got 1"
+    )
+    yield ErrorInput(
+        SampleInput(([[1.0, 2.0]], rm, rv)), TypeError, r"input must be an array, got list"
+    )
 
 
 def _batch_norm_strategy():
@@ -141,7 +279,11 @@ def _batch_norm_strategy():
         x = randn(rng, *shape) * np.float32(scale) + np.float32(offset)
         stats = not training or draw(st.booleans())
         rm, rv = _stats(rng, c) if stats else (None, None)
-        kwargs = {"training": training, "momentum": draw(st.floats(0.0, 1.0)), "eps": draw(st.sampled_from([1e-5, 1e-3, 0.1]))}
+        kwargs = {
+            "training": training,
+            "momentum": draw(st.floats(0.0, 1.0)),
+            "eps": draw(st.sampled_from([1e-5, 1e-3, 0.1])),
+        }
         if draw(st.booleans()):
             kwargs["weight"] = randn(rng, c)
         if draw(st.booleans()):
@@ -155,7 +297,9 @@ def _batch_norm_strategy():
             # terms of size |w| * rstd * |g|, of which float32 keeps a few ulps (torch's and ours;
             # jaxops stays closer to float64, see tests/test_norm_loss.py).
             axes = (0, *range(2, x.ndim))
-            rstd = float(np.max(1 / np.sqrt(np.var(x.astype(np.float64), axis=axes) + kwargs["eps"])))
+            rstd = float(
+                np.max(1 / np.sqrt(np.var(x.astype(np.float64), axis=axes) + kwargs["eps"]))
+            )
             w = float(np.max(np.abs(kwargs["weight"]))) if "weight" in kwargs else 1.0
             offset_ulps = float(np.max(np.abs(x))) * rstd * w * 1.2e-7
             fwd_tol = Tol(1e-5, max(2e-4, 4 * offset_ulps))

@@ -48,8 +48,10 @@ def _seeded_strategy(random_sample):
 
 # ---------------------------------------------------------------- max_pool2d
 
-DEGENERATE = {"vjp": "torch's backward writes out of bounds (heap corruption) when a dilated "
-                     "window lies entirely in the padding; jaxops' gradient there is zero"}
+DEGENERATE = {
+    "vjp": "torch's backward writes out of bounds (heap corruption) when a dilated "
+    "window lies entirely in the padding; jaxops' gradient there is zero"
+}
 
 
 def _max_pool_samples(rng):
@@ -59,24 +61,71 @@ def _max_pool_samples(rng):
     for ri in (False, True):
         tag = " +indices" if ri else ""
         yield s(_ints(rng, 2, 3, 6, 7), 3, 2, 1, return_indices=ri, name=f"ties k3 s2 p1{tag}")
-        yield s(_specials(rng, 2, 2, 7, 6), 3, 1, 1, return_indices=ri, name=f"nan/inf k3 s1 p1{tag}")
-        yield s(_ints(rng, 1, 2, 7, 9), (2, 3), (1, 2), (1, 0), (2, 1), ceil_mode=True, return_indices=ri,
-                name=f"non-square everything, ceil{tag}")
-    yield s(np.ones((1, 2, 4, 5), np.float32), 2, 1, return_indices=True, name="all equal: first wins")
-    yield s(np.full((1, 1, 3, 4), -np.inf, np.float32), 2, 1, 1, return_indices=True,
-            name="all -inf with padding: first in-bounds element")
+        yield s(
+            _specials(rng, 2, 2, 7, 6), 3, 1, 1, return_indices=ri, name=f"nan/inf k3 s1 p1{tag}"
+        )
+        yield s(
+            _ints(rng, 1, 2, 7, 9),
+            (2, 3),
+            (1, 2),
+            (1, 0),
+            (2, 1),
+            ceil_mode=True,
+            return_indices=ri,
+            name=f"non-square everything, ceil{tag}",
+        )
+    yield s(
+        np.ones((1, 2, 4, 5), np.float32), 2, 1, return_indices=True, name="all equal: first wins"
+    )
+    yield s(
+        np.full((1, 1, 3, 4), -np.inf, np.float32),
+        2,
+        1,
+        1,
+        return_indices=True,
+        name="all -inf with padding: first in-bounds element",
+    )
     x = np.full((1, 1, 1, 5), np.nan, np.float32)
     x[0, 0, 0, 2] = 7.0
     yield s(x, (1, 3), 1, (0, 1), return_indices=True, name="all NaN but one: last NaN wins")
-    yield s(randn(rng, 2, 3, 5, 5), 2, 2, 1, ceil_mode=True, return_indices=True,
-            name="ceil: last window starts in the left padding's grid, overhangs")
-    yield s(randn(rng, 1, 2, 6, 7), 3, 2, 1, ceil_mode=True, return_indices=True, name="ceil k3 s2 p1")
-    yield s(randn(rng, 1, 2, 5, 6), 2, 3, 0, ceil_mode=True, return_indices=True, name="ceil, stride > kernel")
+    yield s(
+        randn(rng, 2, 3, 5, 5),
+        2,
+        2,
+        1,
+        ceil_mode=True,
+        return_indices=True,
+        name="ceil: last window starts in the left padding's grid, overhangs",
+    )
+    yield s(
+        randn(rng, 1, 2, 6, 7), 3, 2, 1, ceil_mode=True, return_indices=True, name="ceil k3 s2 p1"
+    )
+    yield s(
+        randn(rng, 1, 2, 5, 6),
+        2,
+        3,
+        0,
+        ceil_mode=True,
+        return_indices=True,
+        name="ceil, stride > kernel",
+    )
     yield s(randn(rng, 2, 2, 9, 8), 3, 2, 1, 2, return_indices=True, name="dilation 2 with padding")
-    yield s(randn(rng, 1, 2, 8, 10), (2, 3), (2, 1), (1, 1), (3, 2), ceil_mode=True, return_indices=True,
-            name="dilation (3, 2), ceil")
-    yield SampleInput((randn(rng, 2, 1, 2, 2), 2), {"dilation": 3, "padding": 1, "return_indices": True},
-                      name="dilated window entirely in padding", skip=DEGENERATE)
+    yield s(
+        randn(rng, 1, 2, 8, 10),
+        (2, 3),
+        (2, 1),
+        (1, 1),
+        (3, 2),
+        ceil_mode=True,
+        return_indices=True,
+        name="dilation (3, 2), ceil",
+    )
+    yield SampleInput(
+        (randn(rng, 2, 1, 2, 2), 2),
+        {"dilation": 3, "padding": 1, "return_indices": True},
+        name="dilated window entirely in padding",
+        skip=DEGENERATE,
+    )
     yield s(_ints(rng, 3, 7, 6), 3, 2, 1, return_indices=True, name="unbatched (C, H, W)")
     yield s(randn(rng, 3, 5, 4), 2, name="unbatched, values only")
     yield s(np.zeros((0, 3, 6, 5), np.float32), 3, 2, 1, return_indices=True, name="empty batch")
@@ -85,12 +134,23 @@ def _max_pool_samples(rng):
     yield s(randn(rng, 1, 2, 6, 5), 2, None, name="stride None")
     yield s(randn(rng, 1, 2, 6, 5), (3, 2), (), name="stride ()")
     yield s(randn(rng, 1, 1, 9, 8), 7, 1, 3, return_indices=True, name="7x7 kernel, padding 3")
-    yield s(rng.integers(-50, 50, (2, 2, 6, 5)).astype(np.int32), 3, 2, 1, return_indices=True,
-            name="int32")
+    yield s(
+        rng.integers(-50, 50, (2, 2, 6, 5)).astype(np.int32),
+        3,
+        2,
+        1,
+        return_indices=True,
+        name="int32",
+    )
     for dtype, tol in HALF_TOL.items():
         x = _ints(rng, 2, 2, 6, 7).astype(HALF_DTYPES[dtype])
-        yield SampleInput((x, 3, 2, 1), {"return_indices": True}, name=f"{dtype} ties",
-                          fwd_tol=EXACT, grad_tol=tol)
+        yield SampleInput(
+            (x, 3, 2, 1),
+            {"return_indices": True},
+            name=f"{dtype} ties",
+            fwd_tol=EXACT,
+            grad_tol=tol,
+        )
     for i in range(8):
         yield _random_max_pool(rng, f"random {i}")
 
@@ -101,13 +161,16 @@ def _random_max_pool(rng, name):
     d = tuple(int(v) for v in rng.integers(1, 3, 2))
     p = tuple(int(rng.integers(0, kk // 2 + 1)) for kk in k)
     ceil = bool(rng.integers(0, 2))
-    hw = tuple(max(int(rng.integers(1, 9)), dd * (kk - 1) + 1 - 2 * pp) for kk, dd, pp in zip(k, d, p))
+    hw = tuple(
+        max(int(rng.integers(1, 9)), dd * (kk - 1) + 1 - 2 * pp) for kk, dd, pp in zip(k, d, p)
+    )
     shape = (int(rng.integers(1, 3)), int(rng.integers(1, 3))) + hw
     x = _ints(rng, *shape) if rng.integers(0, 2) else randn(rng, *shape)
     skip = DEGENERATE if _has_empty_window(hw, k, st, p, d, ceil) else {}
     return SampleInput(
         (x, k, st, p, d, ceil, bool(rng.integers(0, 2))),
-        name=f"{name} {shape} k{k} s{st} p{p} d{d}{' ceil' if ceil else ''}", skip=skip,
+        name=f"{name} {shape} k{k} s{st} p{p} d{d}{' ceil' if ceil else ''}",
+        skip=skip,
     )
 
 
@@ -142,28 +205,72 @@ def _pool_arg_errors(op: str, fn_kwargs: dict):
     yield e((x, 2, 0), {}, ValueError, r"stride \(=0\) must be positive")
     yield e((x, 2, (1, -2)), {}, ValueError, r"stride \(=\(1, -2\)\) must be positive")
     yield e((x, 2, 1, -1), {}, ValueError, r"padding \(=-1\) must be non-negative")
-    yield e((x, 3, 1, 2), {}, ValueError, r"padding \(=\(2, 2\)\) must be at most half of kernel_size \(=\(3, 3\)\)")
+    yield e(
+        (x, 3, 1, 2),
+        {},
+        ValueError,
+        r"padding \(=\(2, 2\)\) must be at most half of kernel_size \(=\(3, 3\)\)",
+    )
     yield e((x, (4, 2), 1, (1, 2)), {}, ValueError, r"padding \(=\(1, 2\)\) must be at most half")
     yield e((x, 6), {}, ValueError, r"output size 0x0 is too small: input size 5x5")
     yield e((x, (2, 2, 2)), {}, ValueError, r"kernel_size must be an int or a tuple of 2 ints")
     yield e((x, 2, (1, 1, 1)), {}, ValueError, r"stride must be an int or a tuple of 2 ints")
     yield e((x, 2.0), {}, TypeError, r"kernel_size must be an int, got 2\.0")
     yield e((x, 2, 1, 0.5), {}, TypeError, r"padding must be an int, got 0\.5")
-    yield e((np.zeros((5, 5), np.float32), 2), {}, ValueError, r"input must have 3 \(C, H, W\) or 4 \(N, C, H, W\) dimensions, got shape \(5, 5\)")
-    yield e((np.zeros((1, 1, 1, 5, 5), np.float32), 2), {}, ValueError, r"must have 3 .* or 4 .* dimensions, got shape \(1, 1, 1, 5, 5\)")
-    yield e((np.zeros((1, 0, 5, 5), np.float32), 2), {}, ValueError, r"non-zero channel and spatial sizes .* got shape \(1, 0, 5, 5\)")
-    yield e((np.zeros((2, 0, 5), np.float32), 2), {}, ValueError, r"non-zero channel and spatial sizes .* got shape \(2, 0, 5\)")
-    yield e((np.zeros((0, 5, 5), np.float32), 2), {}, ValueError, r"non-zero channel and spatial sizes")
-    yield e((np.zeros((1, 1, 4, 4), np.bool_), 2), {}, TypeError, r"input must have a real floating or integer dtype, got bool")
+    yield e(
+        (np.zeros((5, 5), np.float32), 2),
+        {},
+        ValueError,
+        r"input must have 3 \(C, H, W\) or 4 \(N, C, H, W\) dimensions, got shape \(5, 5\)",
+    )
+    yield e(
+        (np.zeros((1, 1, 1, 5, 5), np.float32), 2),
+        {},
+        ValueError,
+        r"must have 3 .* or 4 .* dimensions, got shape \(1, 1, 1, 5, 5\)",
+    )
+    yield e(
+        (np.zeros((1, 0, 5, 5), np.float32), 2),
+        {},
+        ValueError,
+        r"non-zero channel and spatial sizes .* got shape \(1, 0, 5, 5\)",
+    )
+    yield e(
+        (np.zeros((2, 0, 5), np.float32), 2),
+        {},
+        ValueError,
+        r"non-zero channel and spatial sizes .* got shape \(2, 0, 5\)",
+    )
+    yield e(
+        (np.zeros((0, 5, 5), np.float32), 2), {}, ValueError, r"non-zero channel and spatial sizes"
+    )
+    yield e(
+        (np.zeros((1, 1, 4, 4), np.bool_), 2),
+        {},
+        TypeError,
+        r"input must have a real floating or integer dtype, got bool",
+    )
     yield e(([[[1.0]]], 1), {}, TypeError, r"input must be an array, got list")
 
 
 def _max_pool_errors():
     x = np.zeros((1, 2, 5, 5), np.float32)
     yield from _pool_arg_errors("max_pool2d", {})
-    yield ErrorInput(SampleInput((x, 2, 1, 0, 0)), ValueError, r"jaxops\.max_pool2d: dilation \(=0\) must be positive")
-    yield ErrorInput(SampleInput((x, 2), {"dilation": (1, -1)}), ValueError, r"dilation \(=\(1, -1\)\) must be positive")
-    yield ErrorInput(SampleInput((x, 3), {"dilation": 3}), ValueError, r"output size 0x0 is too small: input size 5x5, kernel_size=\(3, 3\), stride=\(3, 3\), padding=\(0, 0\), dilation=\(3, 3\)")
+    yield ErrorInput(
+        SampleInput((x, 2, 1, 0, 0)),
+        ValueError,
+        r"jaxops\.max_pool2d: dilation \(=0\) must be positive",
+    )
+    yield ErrorInput(
+        SampleInput((x, 2), {"dilation": (1, -1)}),
+        ValueError,
+        r"dilation \(=\(1, -1\)\) must be positive",
+    )
+    yield ErrorInput(
+        SampleInput((x, 3), {"dilation": 3}),
+        ValueError,
+        r"output size 0x0 is too small: input size 5x5, kernel_size=\(3, 3\), stride=\(3, 3\), padding=\(0, 0\), dilation=\(3, 3\)",
+    )
 
 
 # ---------------------------------------------------------------- max_unpool2d
@@ -182,7 +289,9 @@ def _values_at(table: np.ndarray, idx: np.ndarray) -> np.ndarray:
     indices with different values its result depends on thread scheduling.
     """
     n, c = idx.shape[:2]
-    return np.take_along_axis(table, idx.reshape(n, c, idx[0, 0].size if n else 0), axis=2).reshape(idx.shape)
+    return np.take_along_axis(table, idx.reshape(n, c, idx[0, 0].size if n else 0), axis=2).reshape(
+        idx.shape
+    )
 
 
 def _random_unpool(rng, name, dtype=np.float32):
@@ -201,7 +310,9 @@ def _random_unpool(rng, name, dtype=np.float32):
     shape = (int(rng.integers(0, 3)), int(rng.integers(1, 3))) + hw
     idx = rng.integers(0, out[0] * out[1], shape).astype(np.int64)  # repeats included
     x = _values_at(randn(rng, shape[0], shape[1], out[0] * out[1]), idx).astype(dtype)
-    return SampleInput((x, idx, k, s, p), kwargs, name=f"{name} {shape} k{k} s{s} p{p} {kwargs or ''}")
+    return SampleInput(
+        (x, idx, k, s, p), kwargs, name=f"{name} {shape} k{k} s{s} p{p} {kwargs or ''}"
+    )
 
 
 # Repeated indices (overlapping windows) write one value but send the cotangent to each.
@@ -219,7 +330,11 @@ def _has_repeated_indices(indices: np.ndarray) -> bool:
 
 def _max_unpool_samples(rng):
     for s in _unpool_samples(rng):
-        yield dataclasses.replace(s, xfail={"hvp": REPEATED_INDICES_HVP}) if _has_repeated_indices(s.args[1]) else s
+        yield (
+            dataclasses.replace(s, xfail={"hvp": REPEATED_INDICES_HVP})
+            if _has_repeated_indices(s.args[1])
+            else s
+        )
 
 
 def _unpool_samples(rng):
@@ -231,26 +346,46 @@ def _unpool_samples(rng):
     x = _ints(rng, 2, 2, 7, 9)
     y, i = _pool_indices(x, 3, 2, 1)
     yield SampleInput((y, i, 3, 2, 1), name="inverts k3 s2 p1 (overlapping: repeated indices)")
-    yield SampleInput((y, i, 3, 2, 1), {"output_size": (7, 9)}, name="k3 s2 p1 back to the input size")
+    yield SampleInput(
+        (y, i, 3, 2, 1), {"output_size": (7, 9)}, name="k3 s2 p1 back to the input size"
+    )
     x = randn(rng, 1, 2, 7, 8)
     y, i = _pool_indices(x, (2, 3), (1, 2), (1, 0))
-    yield SampleInput((y, i, (2, 3), (1, 2), (1, 0), (7, 8)), name="non-square kernel, stride, padding")
-    yield SampleInput((y[0], i[0], (2, 3), (1, 2), (1, 0)), {"output_size": (7, 8)}, name="unbatched (C, H, W)")
-    yield SampleInput((np.zeros((0, 2, 3, 3), np.float32), np.zeros((0, 2, 3, 3), np.int64), 2),
-                      name="empty batch")
+    yield SampleInput(
+        (y, i, (2, 3), (1, 2), (1, 0), (7, 8)), name="non-square kernel, stride, padding"
+    )
+    yield SampleInput(
+        (y[0], i[0], (2, 3), (1, 2), (1, 0)), {"output_size": (7, 8)}, name="unbatched (C, H, W)"
+    )
+    yield SampleInput(
+        (np.zeros((0, 2, 3, 3), np.float32), np.zeros((0, 2, 3, 3), np.int64), 2),
+        name="empty batch",
+    )
     vals = np.array([[[[1.0, 2.0], [3.0, 4.0]]]], np.float32)
     rep = np.array([[[[0, 0], [5, 0]]]], np.int64)
-    yield SampleInput((vals, rep, 2), name="repeats with different values: gradient to each",
-                      skip={"forward": "torch writes repeated indices in parallel: the value kept "
-                                       "depends on thread scheduling (jaxops keeps the last)"})
+    yield SampleInput(
+        (vals, rep, 2),
+        name="repeats with different values: gradient to each",
+        skip={
+            "forward": "torch writes repeated indices in parallel: the value kept "
+            "depends on thread scheduling (jaxops keeps the last)"
+        },
+    )
     idx = rng.integers(0, 48, (1, 2, 3, 4))
-    yield SampleInput((_values_at(_specials(rng, 1, 2, 48), idx), idx, 2, 2), {"output_size": (6, 8)},
-                      name="nan/inf values")
-    yield SampleInput((randn(rng, 1, 1, 1, 1), np.zeros((1, 1, 1, 1), np.int64), 2, 2, 1),
-                      name="empty output plane (0x0)",
-                      skip={"vjp": "torch's backward raises (index 0 out of bounds) for an empty output plane"})
+    yield SampleInput(
+        (_values_at(_specials(rng, 1, 2, 48), idx), idx, 2, 2),
+        {"output_size": (6, 8)},
+        name="nan/inf values",
+    )
+    yield SampleInput(
+        (randn(rng, 1, 1, 1, 1), np.zeros((1, 1, 1, 1), np.int64), 2, 2, 1),
+        name="empty output plane (0x0)",
+        skip={"vjp": "torch's backward raises (index 0 out of bounds) for an empty output plane"},
+    )
     idx = rng.integers(0, 36, (1, 2, 3, 3))
-    yield SampleInput((_values_at(randn(rng, 1, 2, 36), idx), idx, 2, None), name="stride None (random indices)")
+    yield SampleInput(
+        (_values_at(randn(rng, 1, 2, 36), idx), idx, 2, None), name="stride None (random indices)"
+    )
     for dtype, tol in HALF_TOL.items():
         s = _random_unpool(rng, dtype, HALF_DTYPES[dtype])
         yield SampleInput(s.args, s.kwargs, name=s.name, fwd_tol=EXACT, grad_tol=EXACT)
@@ -269,18 +404,50 @@ def _max_unpool_errors():
     def e(args, kwargs, exc, match):
         return ErrorInput(SampleInput(args, kwargs), exc, match)
 
-    yield e((x, i.astype(np.float32), 2), {}, TypeError, r"jaxops\.max_unpool2d: indices must have an integer dtype, got float32")
-    yield e((x, i[..., :2], 2), {}, ValueError, r"indices shape \(1, 2, 3, 2\) must equal input shape \(1, 2, 3, 3\)")
+    yield e(
+        (x, i.astype(np.float32), 2),
+        {},
+        TypeError,
+        r"jaxops\.max_unpool2d: indices must have an integer dtype, got float32",
+    )
+    yield e(
+        (x, i[..., :2], 2),
+        {},
+        ValueError,
+        r"indices shape \(1, 2, 3, 2\) must equal input shape \(1, 2, 3, 3\)",
+    )
     yield e((x[0, 0], i[0, 0], 2), {}, ValueError, r"input must have 3 \(C, H, W\) or 4")
     yield e((x[:, :0], i[:, :0], 2), {}, ValueError, r"non-zero channel and spatial sizes")
-    yield e((x.astype(np.int32), i, 2), {}, TypeError, r"input must have a floating dtype, got int32")
+    yield e(
+        (x.astype(np.int32), i, 2), {}, TypeError, r"input must have a floating dtype, got int32"
+    )
     yield e((x, i, 0), {}, ValueError, r"kernel_size \(=0\) must be positive")
     yield e((x, i, 2, 0), {}, ValueError, r"stride \(=0\) must be positive")
     yield e((x, i, 2, 2, -1), {}, ValueError, r"padding \(=-1\) must be non-negative")
-    yield e((x, i, 2), {"output_size": (6, 6, 6)}, ValueError, r"output_size must have 2 or 4 elements, got 3")
-    yield e((x, i, 2), {"output_size": (6, 8)}, ValueError, r"output_size \(=\(6, 8\)\) is invalid: dim 1 must be strictly between 4 and 8")
-    yield e((x, i, 2), {"output_size": 6}, TypeError, r"output_size must be a sequence of 2 or 4 ints, got 6")
-    yield e((x[:, :, :1, :1], i[:, :, :1, :1], 1, 1, 1), {}, ValueError, r"output size \(=\(-1, -1\)\) must be non-negative")
+    yield e(
+        (x, i, 2),
+        {"output_size": (6, 6, 6)},
+        ValueError,
+        r"output_size must have 2 or 4 elements, got 3",
+    )
+    yield e(
+        (x, i, 2),
+        {"output_size": (6, 8)},
+        ValueError,
+        r"output_size \(=\(6, 8\)\) is invalid: dim 1 must be strictly between 4 and 8",
+    )
+    yield e(
+        (x, i, 2),
+        {"output_size": 6},
+        TypeError,
+        r"output_size must be a sequence of 2 or 4 ints, got 6",
+    )
+    yield e(
+        (x[:, :, :1, :1], i[:, :, :1, :1], 1, 1, 1),
+        {},
+        ValueError,
+        r"output size \(=\(-1, -1\)\) must be non-negative",
+    )
     yield e((x, [[0]], 2), {}, TypeError, r"indices must be an array, got list")
 
 
@@ -297,7 +464,9 @@ MAX_UNPOOL_DATA_ERRORS = (
         good=SampleInput((_UNPOOL_VALUES, _unpool_indices(3), 2), name="indices in range"),
         match=r"^jaxops\.max_unpool2d: .*index 99\b",
         # Unchecked, the out-of-range index is dropped (2.0 is lost), the others land.
-        unchecked=lambda out: out.reshape(-1)[[0, 9, 15]].tolist() == [1.0, 3.0, 4.0] and out.sum() == 8.0,
+        unchecked=lambda out: (
+            out.reshape(-1)[[0, 9, 15]].tolist() == [1.0, 3.0, 4.0] and out.sum() == 8.0
+        ),
     ),
 )
 
@@ -314,33 +483,54 @@ def _random_avg_pool(rng, name):
     kwargs = {"ceil_mode": bool(rng.integers(0, 2)), "count_include_pad": bool(rng.integers(0, 2))}
     if rng.integers(0, 4) == 0:
         kwargs["divisor_override"] = int(rng.choice([-3, 1, 2, 5]))
-    return SampleInput((randn(rng, *shape), k, s, p), kwargs, name=f"{name} {shape} k{k} s{s} p{p} {kwargs}")
+    return SampleInput(
+        (randn(rng, *shape), k, s, p), kwargs, name=f"{name} {shape} k{k} s{s} p{p} {kwargs}"
+    )
 
 
 def _avg_pool_samples(rng):
     for cip in (True, False):
         for ceil in (False, True):
-            yield SampleInput((randn(rng, 2, 2, 7, 6), 3, 2, 1), {"ceil_mode": ceil, "count_include_pad": cip},
-                              name=f"k3 s2 p1 ceil={ceil} count_include_pad={cip}")
-            yield SampleInput((randn(rng, 1, 2, 5, 9), (2, 4), (3, 2), (1, 2)),
-                              {"ceil_mode": ceil, "count_include_pad": cip},
-                              name=f"non-square, overhang ceil={ceil} count_include_pad={cip}")
+            yield SampleInput(
+                (randn(rng, 2, 2, 7, 6), 3, 2, 1),
+                {"ceil_mode": ceil, "count_include_pad": cip},
+                name=f"k3 s2 p1 ceil={ceil} count_include_pad={cip}",
+            )
+            yield SampleInput(
+                (randn(rng, 1, 2, 5, 9), (2, 4), (3, 2), (1, 2)),
+                {"ceil_mode": ceil, "count_include_pad": cip},
+                name=f"non-square, overhang ceil={ceil} count_include_pad={cip}",
+            )
     for d in (1, 3, -2):
-        yield SampleInput((randn(rng, 1, 2, 6, 5), 3, 2, 1), {"divisor_override": d, "ceil_mode": True},
-                          name=f"divisor_override={d}")
+        yield SampleInput(
+            (randn(rng, 1, 2, 6, 5), 3, 2, 1),
+            {"divisor_override": d, "ceil_mode": True},
+            name=f"divisor_override={d}",
+        )
     yield SampleInput((_specials(rng, 2, 2, 6, 7), 2, 1, 1), name="nan/inf")
-    yield SampleInput((randn(rng, 3, 7, 6), 3, 1, 1), {"count_include_pad": False}, name="unbatched (C, H, W)")
+    yield SampleInput(
+        (randn(rng, 3, 7, 6), 3, 1, 1), {"count_include_pad": False}, name="unbatched (C, H, W)"
+    )
     yield SampleInput((np.zeros((0, 2, 6, 5), np.float32), 3, 2, 1), name="empty batch")
     yield SampleInput((randn(rng, 2, 3, 5, 7), (5, 7)), name="global pooling")
     yield SampleInput((randn(rng, 1, 2, 4, 5), 1), name="1x1 kernel")
     yield SampleInput((randn(rng, 1, 2, 6, 5), 2, None), name="stride None")
     yield SampleInput((randn(rng, 1, 2, 6, 5), (3, 2), ()), name="stride ()")
-    yield SampleInput((randn(rng, 1, 1, 9, 8), 7, 1, 3), {"count_include_pad": False}, name="7x7 kernel, padding 3")
-    yield SampleInput((rng.integers(-20, 20, (2, 2, 5, 6)), 2, 1, 1), {"count_include_pad": False},
-                      name="int64: truncating division")
+    yield SampleInput(
+        (randn(rng, 1, 1, 9, 8), 7, 1, 3),
+        {"count_include_pad": False},
+        name="7x7 kernel, padding 3",
+    )
+    yield SampleInput(
+        (rng.integers(-20, 20, (2, 2, 5, 6)), 2, 1, 1),
+        {"count_include_pad": False},
+        name="int64: truncating division",
+    )
     for dtype, tol in HALF_TOL.items():
         x = randn(rng, 2, 2, 6, 7).astype(HALF_DTYPES[dtype])
-        yield SampleInput((x, 3, 2, 1), {"count_include_pad": False}, name=dtype, fwd_tol=tol, grad_tol=tol)
+        yield SampleInput(
+            (x, 3, 2, 1), {"count_include_pad": False}, name=dtype, fwd_tol=tol, grad_tol=tol
+        )
     for i in range(8):
         yield _random_avg_pool(rng, f"random {i}")
 
@@ -352,8 +542,16 @@ def _avg_pool_ref(input, *args, **kwargs):
 def _avg_pool_errors():
     x = np.zeros((1, 2, 5, 5), np.float32)
     yield from _pool_arg_errors("avg_pool2d", {})
-    yield ErrorInput(SampleInput((x, 2), {"divisor_override": 0}), ValueError, r"jaxops\.avg_pool2d: divisor_override \(=0\) must not be zero")
-    yield ErrorInput(SampleInput((x, 2), {"divisor_override": 1.5}), TypeError, r"divisor_override must be an int, got 1\.5")
+    yield ErrorInput(
+        SampleInput((x, 2), {"divisor_override": 0}),
+        ValueError,
+        r"jaxops\.avg_pool2d: divisor_override \(=0\) must not be zero",
+    )
+    yield ErrorInput(
+        SampleInput((x, 2), {"divisor_override": 1.5}),
+        TypeError,
+        r"divisor_override must be an int, got 1\.5",
+    )
 
 
 OPS = [
@@ -389,7 +587,9 @@ OPS = [
         grad_tol=EXACT,
         torch_name="torch.nn.functional.max_unpool2d",
         lowering=Lowering(
-            scatter={"fwd": "unpooling writes each value at an index of the data, as torch's kernel does"}
+            scatter={
+                "fwd": "unpooling writes each value at an index of the data, as torch's kernel does"
+            }
         ),
         strategy=_seeded_strategy(_random_unpool),
     ),

@@ -69,26 +69,40 @@ def _shared_samples(rng, extra, skip=()):
         b = _random_rois(rng, 9, 2, -4 / scale, 10 / scale, max_size=8 / scale)
         b[:, 1:] = np.round(b[:, 1:] * 2) / 2  # many .5 coordinates after scaling by 0.5
         yield SampleInput(
-            (randn(rng, 2, 2, 7, 10), b, (4, 3), scale), dict(next(cycle)), name=f"scale {scale:.4g}"
+            (randn(rng, 2, 2, 7, 10), b, (4, 3), scale),
+            dict(next(cycle)),
+            name=f"scale {scale:.4g}",
         )
-    lists = [_random_rois(rng, 3, 1, -2, 9)[:, 1:], np.zeros((0, 4), np.float32), _random_rois(rng, 2, 1, 0, 9)[:, 1:]]
+    lists = [
+        _random_rois(rng, 3, 1, -2, 9)[:, 1:],
+        np.zeros((0, 4), np.float32),
+        _random_rois(rng, 2, 1, 0, 9)[:, 1:],
+    ]
     yield SampleInput((randn(rng, 3, 2, 6, 7), lists, 2), dict(next(cycle)), name="list of boxes")
     yield SampleInput((randn(rng, 2, 2, 5, 5), np.zeros((0, 5), np.float32), 3), name="K = 0")
     empty = randn(rng, 1, 2, 5, 6)
     if "empty list entry" not in skip:
         yield SampleInput((empty, [np.zeros((0, 4), np.float32)], (2, 1)), name="empty list entry")
     yield SampleInput(
-        (randn(rng, 1, 1, 1, 1), np.array([[0, -1, -1, 2, 2], [0, 0, 0, 0, 0]], np.float32), (3, 2)),
-        dict(next(cycle)), name="1x1 map",
+        (
+            randn(rng, 1, 1, 1, 1),
+            np.array([[0, -1, -1, 2, 2], [0, 0, 0, 0, 0]], np.float32),
+            (3, 2),
+        ),
+        dict(next(cycle)),
+        name="1x1 map",
     )
     # One seeded random configuration (the hypothesis strategy fuzzes the rest).
     n, c = int(rng.integers(1, 3)), int(rng.integers(1, 4))
     h, w = int(rng.integers(1, 12)), int(rng.integers(1, 12))
     scale = float(rng.choice([1.0, 0.5, 0.25, 0.125, 0.37]))
     size = (int(rng.integers(1, 5)), int(rng.integers(1, 5)))
-    b = _random_rois(rng, int(rng.integers(1, 8)), n, -3 / scale, (w + 3) / scale, max_size=(w + 2) / scale)
+    b = _random_rois(
+        rng, int(rng.integers(1, 8)), n, -3 / scale, (w + 3) / scale, max_size=(w + 2) / scale
+    )
     yield SampleInput(
-        (randn(rng, n, c, h, w), b, size, scale), dict(next(cycle)),
+        (randn(rng, n, c, h, w), b, size, scale),
+        dict(next(cycle)),
         name=f"random {(n, c, h, w)} out={size}",
     )
 
@@ -117,10 +131,13 @@ def _align_samples(rng):
     yield from _shared_samples(rng, variants, skip=("ties", "empty list entry"))
     yield SampleInput(
         (_map_with_specials(rng, (2, 3, 8, 9)), CORNER_BOXES, (3, 2)),
-        {"sampling_ratio": 2, "aligned": True}, name="nan/inf map, ratio 2, aligned",
+        {"sampling_ratio": 2, "aligned": True},
+        name="nan/inf map, ratio 2, aligned",
     )
     big = np.array([[0, -40, -30, 90, 70], [0, 2, 2, 3.5, 3]], np.float32)
-    yield SampleInput((randn(rng, 1, 2, 7, 6), big, 2, 1.0, -1, False), name="huge RoI (adaptive grid 10x)")
+    yield SampleInput(
+        (randn(rng, 1, 2, 7, 6), big, 2, 1.0, -1, False), name="huge RoI (adaptive grid 10x)"
+    )
 
 
 def _pool_ref(input, boxes, output_size, spatial_scale=1.0):
@@ -132,29 +149,73 @@ def _pool_ref(input, boxes, output_size, spatial_scale=1.0):
 def _align_ref(input, boxes, output_size, spatial_scale=1.0, sampling_ratio=-1, aligned=False):
     import torchvision
 
-    return torchvision.ops.roi_align(input, boxes, output_size, spatial_scale, sampling_ratio, aligned)
+    return torchvision.ops.roi_align(
+        input, boxes, output_size, spatial_scale, sampling_ratio, aligned
+    )
 
 
 def _errors(name):
     x = np.zeros((2, 3, 5, 5), np.float32)
     b = np.array([[0, 0, 0, 2, 2]], np.float32)
     op = rf"jaxops\.{name}: "
-    yield ErrorInput(SampleInput((x, b[:, 1:], 2)), ValueError, op + r"boxes must be a \(K, 5\) array or a list of \(L, 4\) arrays, got shape \(1, 4\)")
+    yield ErrorInput(
+        SampleInput((x, b[:, 1:], 2)),
+        ValueError,
+        op + r"boxes must be a \(K, 5\) array or a list of \(L, 4\) arrays, got shape \(1, 4\)",
+    )
     yield ErrorInput(SampleInput((x, b[0], 2)), ValueError, r"got shape \(5,\)")
-    yield ErrorInput(SampleInput((x, [b], 2)), ValueError, op + r"boxes\[0\] must have shape \(L, 4\), got \(1, 5\)")
-    yield ErrorInput(SampleInput((x[0], b, 2)), ValueError, op + r"input must have 4 dimensions, got shape \(3, 5, 5\)")
-    yield ErrorInput(SampleInput((x, b, 0)), ValueError, op + r"output_size \(=0\) must be positive")
-    yield ErrorInput(SampleInput((x, b, (2, -1))), ValueError, r"output_size \(=\(2, -1\)\) must be positive")
-    yield ErrorInput(SampleInput((x, b.astype(np.float16), 2)), TypeError, op + r"boxes dtype \(float16\) must equal input dtype \(float32\)")
-    yield ErrorInput(SampleInput((x, [b[:, 1:].astype(np.float16)], 2)), TypeError, r"boxes\[0\] dtype \(float16\) must equal")
-    yield ErrorInput(SampleInput((x.astype(np.int32), b.astype(np.int32), 2)), TypeError, op + r"input must have a floating dtype, got int32")
+    yield ErrorInput(
+        SampleInput((x, [b], 2)),
+        ValueError,
+        op + r"boxes\[0\] must have shape \(L, 4\), got \(1, 5\)",
+    )
+    yield ErrorInput(
+        SampleInput((x[0], b, 2)),
+        ValueError,
+        op + r"input must have 4 dimensions, got shape \(3, 5, 5\)",
+    )
+    yield ErrorInput(
+        SampleInput((x, b, 0)), ValueError, op + r"output_size \(=0\) must be positive"
+    )
+    yield ErrorInput(
+        SampleInput((x, b, (2, -1))), ValueError, r"output_size \(=\(2, -1\)\) must be positive"
+    )
+    yield ErrorInput(
+        SampleInput((x, b.astype(np.float16), 2)),
+        TypeError,
+        op + r"boxes dtype \(float16\) must equal input dtype \(float32\)",
+    )
+    yield ErrorInput(
+        SampleInput((x, [b[:, 1:].astype(np.float16)], 2)),
+        TypeError,
+        r"boxes\[0\] dtype \(float16\) must equal",
+    )
+    yield ErrorInput(
+        SampleInput((x.astype(np.int32), b.astype(np.int32), 2)),
+        TypeError,
+        op + r"input must have a floating dtype, got int32",
+    )
     yield ErrorInput(SampleInput((x, b, 2.5)), TypeError, r"output_size must be an int, got 2\.5")
-    yield ErrorInput(SampleInput((x, b, 2, "1")), TypeError, r"spatial_scale must be a Python float, got str")
+    yield ErrorInput(
+        SampleInput((x, b, 2, "1")), TypeError, r"spatial_scale must be a Python float, got str"
+    )
     yield ErrorInput(SampleInput((x, None, 2)), TypeError, r"boxes must be an array, got NoneType")
     if name == "roi_align":
-        yield ErrorInput(SampleInput((x, b, 2), {"sampling_ratio": 1.5}), TypeError, r"sampling_ratio must be an int, got 1\.5")
-        yield ErrorInput(SampleInput((x, b, 2), {"aligned": "yes"}), TypeError, r"aligned must be a bool, got 'yes'")
-        yield ErrorInput(SampleInput((x, b, 2), {"precision": "fastest"}), TypeError, op + r"precision must be None, a lax\.Precision")
+        yield ErrorInput(
+            SampleInput((x, b, 2), {"sampling_ratio": 1.5}),
+            TypeError,
+            r"sampling_ratio must be an int, got 1\.5",
+        )
+        yield ErrorInput(
+            SampleInput((x, b, 2), {"aligned": "yes"}),
+            TypeError,
+            r"aligned must be a bool, got 'yes'",
+        )
+        yield ErrorInput(
+            SampleInput((x, b, 2), {"precision": "fastest"}),
+            TypeError,
+            op + r"precision must be None, a lax\.Precision",
+        )
 
 
 _MAP = np.arange(2 * 1 * 4 * 4, dtype=np.float32).reshape(2, 1, 4, 4)
@@ -172,7 +233,9 @@ def _second_roi_nan(out: np.ndarray) -> bool:
 ROI_POOL_DATA_ERRORS = (
     DataError(
         bad=SampleInput((_MAP, _boxes(2.0), 2), name="batch index 2 of 2"),
-        good=SampleInput((_MAP, _boxes(1.9), 2), name="batch index 1.9 (torchvision truncates it to 1)"),
+        good=SampleInput(
+            (_MAP, _boxes(1.9), 2), name="batch index 1.9 (torchvision truncates it to 1)"
+        ),
         match=r"^jaxops\.roi_pool: .*batch index \(=2",
         unchecked=_second_roi_nan,
     ),
@@ -180,7 +243,9 @@ ROI_POOL_DATA_ERRORS = (
 ROI_ALIGN_DATA_ERRORS = (
     DataError(
         bad=SampleInput((_MAP, _boxes(-1.0), 2), {"sampling_ratio": 2}, name="batch index -1"),
-        good=SampleInput((_MAP, _boxes(-0.5), 2), {"sampling_ratio": 2}, name="batch index -0.5 (truncates to 0)"),
+        good=SampleInput(
+            (_MAP, _boxes(-0.5), 2), {"sampling_ratio": 2}, name="batch index -0.5 (truncates to 0)"
+        ),
         match=r"^jaxops\.roi_align: .*batch index \(=-1",
         unchecked=_second_roi_nan,
     ),
@@ -207,8 +272,12 @@ def _strategy(align):
             rng = np.random.default_rng(seed)
             x = randn(rng, n, c, h, w)
             if d(st.booleans()):
-                x[tuple(rng.integers(0, s) for s in x.shape)] = d(st.sampled_from([np.nan, np.inf, -np.inf]))
-            boxes = _random_rois(rng, k, n, -3 / scale, (max(h, w) + 3) / scale, max_size=(max(h, w) + 2) / scale)
+                x[tuple(rng.integers(0, s) for s in x.shape)] = d(
+                    st.sampled_from([np.nan, np.inf, -np.inf])
+                )
+            boxes = _random_rois(
+                rng, k, n, -3 / scale, (max(h, w) + 3) / scale, max_size=(max(h, w) + 2) / scale
+            )
             if d(st.booleans()):
                 boxes[:, 1:] = np.round(boxes[:, 1:] * 2) / 2
             kwargs = {}

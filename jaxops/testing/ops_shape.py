@@ -41,10 +41,16 @@ def _flatten_samples(rng):
 
 def _flatten_errors():
     x = np.zeros((2, 3, 4), np.float32)
-    yield ErrorInput(SampleInput((x, 3)), ValueError, r"jaxops\.flatten: start_dim \(=3\) is out of range")
+    yield ErrorInput(
+        SampleInput((x, 3)), ValueError, r"jaxops\.flatten: start_dim \(=3\) is out of range"
+    )
     yield ErrorInput(SampleInput((x, 0, -4)), ValueError, r"end_dim \(=-4\) is out of range")
-    yield ErrorInput(SampleInput((x, 2, 1)), ValueError, r"start_dim \(=2\) must not come after end_dim \(=1\)")
-    yield ErrorInput(SampleInput((np.float32(1.0), 1)), ValueError, r"start_dim \(=1\) is out of range")
+    yield ErrorInput(
+        SampleInput((x, 2, 1)), ValueError, r"start_dim \(=2\) must not come after end_dim \(=1\)"
+    )
+    yield ErrorInput(
+        SampleInput((np.float32(1.0), 1)), ValueError, r"start_dim \(=1\) is out of range"
+    )
     yield ErrorInput(SampleInput((x, 1.5)), TypeError, r"start_dim must be an int, got 1\.5")
     yield ErrorInput(SampleInput(([1, 2],)), TypeError, r"input must be an array, got list")
 
@@ -65,7 +71,9 @@ def _flatten_strategy():
             x = draw(S.float_arrays(shape, S.FLOAT_DTYPES[dtype]))
         name = f"fuzz {dtype}{list(shape)} {start}..{end}"
         if draw(st.booleans()):
-            return SampleInput((x,), {"start_dim": start, "end_dim": end}, name=name + " (keywords)")
+            return SampleInput(
+                (x,), {"start_dim": start, "end_dim": end}, name=name + " (keywords)"
+            )
         return SampleInput((x, start, end), name=name)
 
     return draw()

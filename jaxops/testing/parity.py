@@ -155,7 +155,11 @@ def compare(what: str, actual: Any, expected: Any, tol: Tol) -> Comparison:
             return Comparison(what, False, message=f"dtype {a.dtype} vs torch {e.dtype}")
         bad = int(np.sum(a != e))
         return Comparison(
-            what, bad == 0, float(np.max(np.abs(a.astype(np.int64) - e), initial=0)), 0.0, a.size,
+            what,
+            bad == 0,
+            float(np.max(np.abs(a.astype(np.int64) - e), initial=0)),
+            0.0,
+            a.size,
             f"{bad} of {a.size} integers differ" if bad else "",
         )
     a64, e64 = a.astype(np.float64), e.astype(np.float64)
@@ -177,7 +181,12 @@ def compare(what: str, actual: Any, expected: Any, tol: Tol) -> Comparison:
             f"{a64[finite][worst]!r} vs torch {e64[finite][worst]!r}; rtol={tol.rtol}, atol={tol.atol})"
         )
     return Comparison(
-        what, same_special and n_bad == 0, max_abs, float(np.sum(diff**2)), int(diff.size), message,
+        what,
+        same_special and n_bad == 0,
+        max_abs,
+        float(np.sum(diff**2)),
+        int(diff.size),
+        message,
         str(a.dtype),
     )
 
@@ -234,7 +243,9 @@ def jax_vjp(info: OpInfo, sample: SampleInput, seed: int = 0) -> tuple[list[Any]
     out_leaves, treedef = jax.tree_util.tree_flatten(out)
     # Index output leaves as `leaves()` does (None kept), so grad_outputs means the same on both sides.
     positions = [i for i, leaf in enumerate(leaves(out)) if leaf is not None]
-    carrying = frozenset(range(len(leaves(out))) if info.grad_outputs is None else info.grad_outputs)
+    carrying = frozenset(
+        range(len(leaves(out))) if info.grad_outputs is None else info.grad_outputs
+    )
     rng = np.random.default_rng(seed)
     cots = [_cotangent_leaf(rng, leaf, pos in carrying) for pos, leaf in zip(positions, out_leaves)]
     jax_cots = [c if c.dtype == jax.dtypes.float0 else jnp.asarray(c) for c in cots]
@@ -257,7 +268,9 @@ def torch_vjp(info: OpInfo, sample: SampleInput, cot: Cotangent) -> list[Any]:
         if pos in cot.carrying and t.requires_grad
     ]
     if pairs:
-        theirs = torch.autograd.grad([p[0] for p in pairs], t_inputs, [p[1] for p in pairs], allow_unused=True)
+        theirs = torch.autograd.grad(
+            [p[0] for p in pairs], t_inputs, [p[1] for p in pairs], allow_unused=True
+        )
     else:
         theirs = [None] * len(t_inputs)
     return [torch.zeros_like(x) if g is None else g for g, x in zip(theirs, t_inputs)]
