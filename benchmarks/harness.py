@@ -158,7 +158,9 @@ def to_torch(a: Any) -> Any:
     """A NumPy array as a torch tensor on the benchmark's torch device."""
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(a)).to(_TORCH_DEVICE)
+    # np.array, not np.ascontiguousarray: the latter turns a 0-d array (a scalar loss's
+    # cotangent) into shape (1,).
+    return torch.from_numpy(np.array(a, order="C")).to(_TORCH_DEVICE)
 
 
 def torch_sync() -> None:

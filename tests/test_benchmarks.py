@@ -1,4 +1,4 @@
-"""``benchmarks/run.py`` end to end on one small op: it runs and writes well-formed results.
+"""``benchmarks/run.py`` end to end on two small ops: it runs and writes well-formed results.
 
 No timing is asserted here (the machine running the tests may be busy); only
 that the table, the JSON, the Markdown and the PNG chart are produced.
@@ -30,6 +30,8 @@ def quick_run(tmp_path_factory):
             "--quick",
             "--op",
             "sigmoid",
+            "--op",  # a scalar output: its torch cotangent must stay 0-d
+            "mse_loss",
             "--reps",
             "2",
             "--min-time",
@@ -53,8 +55,9 @@ def test_run_succeeds_and_prints_table(quick_run):
     header = next(line for line in lines if line.startswith("op "))
     for column in ("jaxops ms", "torch ms", "lax ms", "/torch", "compile s"):
         assert column in header
-    rows = [line for line in lines if line.startswith("sigmoid ")]
-    assert len(rows) == 2 and any(" fwd+bwd " in row for row in rows)
+    for op in ("sigmoid", "mse_loss"):
+        rows = [line for line in lines if line.startswith(op + " ")]
+        assert len(rows) == 2 and any(" fwd+bwd " in row for row in rows), op
 
 
 def test_json_is_well_formed(quick_run):
@@ -63,10 +66,12 @@ def test_json_is_well_formed(quick_run):
     machine = data["machine"]
     for key in ("cpu", "cores", "threads", "date", "jax", "jaxlib", "torch", "numpy"):
         assert machine[key], key
-    assert data["settings"]["quick"] is True and data["settings"]["ops"] == ["sigmoid"]
+    assert data["settings"]["quick"] is True and data["settings"]["ops"] == ["sigmoid", "mse_loss"]
     results = data["results"]
-    assert results and {r["op"] for r in results} == {"sigmoid"}
-    assert {r["mode"] for r in results} == {"fwd", "fwd+bwd"}
+    assert results and {r["op"] for r in results} == {"sigmoid", "mse_loss"}
+    assert {(r["op"], r["mode"]) for r in results} == {
+        (op, mode) for op in ("sigmoid", "mse_loss") for mode in ("fwd", "fwd+bwd")
+    }
     for r in results:
         assert r["error"] is None
         assert {"jaxops", "torch"} <= set(r["impls"])
