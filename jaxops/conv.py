@@ -150,7 +150,8 @@ def _check_kernel(op: str, w: jax.Array) -> None:
     if w.shape[2] <= 0 or w.shape[3] <= 0:
         raise _utils.fail(
             op,
-            f"kernel size (={tuple(w.shape[2:])}) must be positive, got weight of shape {tuple(w.shape)}",
+            f"kernel size (={tuple(w.shape[2:])}) must be positive, "
+            f"got weight of shape {tuple(w.shape)}",
         )
 
 
@@ -164,7 +165,8 @@ def _check_bias(op: str, b: jax.Array | None, channels: int) -> None:
     if b is not None and b.shape != (channels,):
         raise _utils.fail(
             op,
-            f"bias must have shape ({channels},) (one value per output channel), got {tuple(b.shape)}",
+            f"bias must have shape ({channels},) (one value per output channel), "
+            f"got {tuple(b.shape)}",
         )
 
 
@@ -346,7 +348,8 @@ def _conv_transpose2d_config(
     if any(n <= 0 for n in out_hw):
         raise _utils.fail(
             op,
-            f"output spatial size {out_hw} must be positive (input {tuple(size)}, padding {padding})",
+            f"output spatial size {out_hw} must be positive "
+            f"(input {tuple(size)}, padding {padding})",
         )
     # The conv this is the vjp of: its bottom/right padding lowered by output_padding, so that
     # an input of out_hw rows gives exactly the rows of x (the extra rows are output).
@@ -376,7 +379,8 @@ def conv2d(
     *,
     precision: Any = None,
 ) -> jax.Array:
-    r"""2-d cross-correlation, like ``torch.nn.functional.conv2d`` (plus ``nn.Conv2d``'s ``padding_mode``).
+    r"""2-d cross-correlation, like ``torch.nn.functional.conv2d`` (plus ``nn.Conv2d``'s
+    ``padding_mode``).
 
     .. math::
         \text{out}(n, o) = \text{bias}(o) + \sum_{c \in \text{group}(o)}

@@ -337,7 +337,8 @@ def cross_entropy(
         \ell_n = (1 - \varepsilon)\, w_{y_n} (-\log p_{n, y_n})
                + \frac{\varepsilon}{C} \sum_c w_c (-\log p_{n, c})
         \quad\text{(class indices)}, \qquad
-        \ell_n = -\sum_c w_c \big((1 - \varepsilon) y_{n,c} + \tfrac{\varepsilon}{C}\big) \log p_{n,c}
+        \ell_n = -\sum_c w_c \big((1 - \varepsilon) y_{n,c}
+               + \tfrac{\varepsilon}{C}\big) \log p_{n,c}
         \quad\text{(probabilities)}
 
     Output shape: the target's shape without the class dimension ``(N, d1, ..., dk)``

@@ -1,4 +1,5 @@
-"""conv2d and conv_transpose2d as XLA:CPU runs them fastest (the ``cpu`` branch of :mod:`jaxops.conv`).
+"""conv2d and conv_transpose2d as XLA:CPU runs them fastest (the ``cpu`` branch of
+:mod:`jaxops.conv`).
 
 Every formulation here computes the convolution :mod:`jaxops.conv` specifies,
 forming only products torch forms; the choices below were made by timing
@@ -196,7 +197,8 @@ _depthwise_s1.defjvp(_depthwise_s1_jvp, symbolic_zeros=True)
 
 
 def _matmul_conv(x, w, dilation, channels_first=False):
-    """Stride-1 VALID conv of NHWC ``x`` with HWIO ``w`` as im2col + matmul, one output row at a time.
+    """Stride-1 VALID conv of NHWC ``x`` with HWIO ``w`` as im2col + matmul, one output row
+    at a time.
 
     XLA:CPU's matmul runs about twice as fast as its convolution, and one output
     row's patch matrix, ``(N * W_out, kh * kw * C)``, stays in cache where the
@@ -439,7 +441,8 @@ _conv_fast.defjvp(_conv_fast_jvp, symbolic_zeros=True)
 
 
 def _conv(x: jax.Array, w: jax.Array, stride, pads: Pads, dilation, groups: int) -> jax.Array:
-    """Cross-correlation of NCHW ``x`` with OIHW ``w``; ``pads`` per side, the high ones may be negative.
+    """Cross-correlation of NCHW ``x`` with OIHW ``w``; ``pads`` per side, the high ones may
+    be negative.
 
     Linear in ``x`` (``conv_transpose2d`` is its vjp) and in ``w``.
     """
@@ -451,7 +454,8 @@ def _conv(x: jax.Array, w: jax.Array, stride, pads: Pads, dilation, groups: int)
 
 
 def _input_vjp(conv, x, w, out_shape, stride, pads, dilation, groups):
-    """``jax.vjp`` of ``conv(., w)`` with respect to its input (of ``out_shape``), applied to ``x``."""
+    """``jax.vjp`` of ``conv(., w)`` with respect to its input (of ``out_shape``), applied to
+    ``x``."""
     primal = jnp.zeros(out_shape, x.dtype)
     _, vjp = jax.vjp(lambda z: conv(z, w, stride, pads, dilation, groups), primal)
     return vjp(x)[0]
@@ -487,14 +491,16 @@ _transposed.defjvp(_transposed_jvp, symbolic_zeros=True)
 
 
 def conv2d(x: jax.Array, w: jax.Array, stride, pads: Pads, dilation, groups: int) -> jax.Array:
-    """The cross-correlation of NCHW ``x`` with OIHW ``w`` (per-side pads, the high ones may be negative)."""
+    """The cross-correlation of NCHW ``x`` with OIHW ``w`` (per-side pads, the high ones may be
+    negative)."""
     return _conv(x, w, stride, pads, dilation, groups)
 
 
 def conv_transpose2d(
     x: jax.Array, w: jax.Array, out_shape, stride, pads: Pads, dilation, groups: int
 ) -> jax.Array:
-    """``jax.vjp`` of :func:`conv2d` (weight ``w``) w.r.t. its input of ``out_shape``, applied to ``x``."""
+    """``jax.vjp`` of :func:`conv2d` (weight ``w``) w.r.t. its input of ``out_shape``, applied
+    to ``x``."""
     if _is_depthwise(jax.ShapeDtypeStruct(out_shape, x.dtype), w, groups):
         return _input_vjp(_conv, x, w, out_shape, stride, pads, dilation, groups)
     return _transposed(x, w, out_shape, stride, pads, dilation, groups)
