@@ -277,7 +277,7 @@ def _cross_entropy(
     nll = log_s - (_pick(xf, t, cd) - m)  # -log_softmax at the target class
     in_range = (t >= 0) & (t < c)
     ignored = jnp.zeros(t.shape, bool) if ignore_index is None else t == ignore_index
-    if weight is None:
+    if wb is None:
         w_t = jnp.ones(t.shape, ct)
     else:
         # Picked like the logits, so its gradient (w.r.t. weight) is a select, not a scatter-add.

@@ -89,6 +89,7 @@ def _add_against_truth(jax_err: Error, torch_err: Error, ours, theirs, truth) ->
         o, t, e = parity.to_numpy(o), parity.to_numpy(t), parity.to_numpy(e)
         if o is None or e is None or e.dtype.kind != "f" or o.shape != e.shape:
             continue
+        assert t is not None  # theirs and truth come from the same torch call: t mirrors e
         o, t, e = o.astype(np.float64), t.astype(np.float64), e.astype(np.float64)
         finite = np.isfinite(o) & np.isfinite(t) & np.isfinite(e)
         o, t, e = o[finite], t[finite], e[finite]

@@ -51,14 +51,14 @@ Pads = tuple[tuple[int, int], tuple[int, int]]
 class _Phase(NamedTuple):
     """The kernel taps of one stride phase along one spatial dimension.
 
-    Taps ``k0, k0 + kstep, ...`` (``count`` of them) all read input rows
+    Taps ``k0, k0 + kstep, ...`` (``taps`` of them) all read input rows
     ``i * stride + offset + m * dil`` for output row ``i`` and tap number ``m``.
     """
 
     offset: int
     k0: int
     kstep: int
-    count: int
+    taps: int  # not `count`, which would shadow tuple.count
     dil: int
 
 
@@ -69,7 +69,7 @@ def _phases(k: int, s: int, d: int) -> tuple[_Phase, ...]:
     phases = []
     for k0 in range(min(k, s // g)):
         count = len(range(k0, k, s // g))
-        phases.append(_Phase(offset=k0 * d, k0=k0, kstep=s // g, count=count, dil=d // g))
+        phases.append(_Phase(offset=k0 * d, k0=k0, kstep=s // g, taps=count, dil=d // g))
     return tuple(phases)
 
 
@@ -243,11 +243,11 @@ def _conv_dense(x, w, stride, pads, dilation, groups, matmul=False):
     xp = _pad_zeros(x.transpose(0, 2, 3, 1), pads, (1, 2))  # NHWC
     wt = w.transpose(2, 3, 1, 0)  # HWIO
     c = xp.shape[3]
-    groups_of = {}  # (count_h, dil_h, count_w, dil_w) -> [(input slice, kernel slice)]
+    groups_of = {}  # (taps_h, dil_h, taps_w, dil_w) -> [(input slice, kernel slice)]
     for ph in _phases(kh, stride[0], dilation[0]):
         for pw in _phases(kw, stride[1], dilation[1]):
-            rows = ho - 1 + (ph.count - 1) * ph.dil + 1  # input rows this phase reads
-            cols = wo - 1 + (pw.count - 1) * pw.dil + 1
+            rows = ho - 1 + (ph.taps - 1) * ph.dil + 1  # input rows this phase reads
+            cols = wo - 1 + (pw.taps - 1) * pw.dil + 1
             piece = lax.slice(
                 xp,
                 (0, ph.offset, pw.offset, 0),
@@ -260,7 +260,7 @@ def _conv_dense(x, w, stride, pads, dilation, groups, matmul=False):
                 (1, stride[0], stride[1], 1),
             )
             kernel = wt[ph.k0 :: ph.kstep, pw.k0 :: pw.kstep]
-            groups_of.setdefault((ph.count, ph.dil, pw.count, pw.dil), []).append((piece, kernel))
+            groups_of.setdefault((ph.taps, ph.dil, pw.taps, pw.dil), []).append((piece, kernel))
     out = None
     for (_, dil_h, _, dil_w), parts in groups_of.items():
         if groups == 1 and len(parts) > 1:  # same sub-kernel shape: one conv over stacked channels

@@ -9,6 +9,8 @@ the op only for its own arguments. What differs is the weight's layout
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 import jaxops
@@ -152,7 +154,8 @@ def _conv2d_ref(
 
 
 # (input shape, weight shape, name, keyword arguments)
-_CONV2D_CORNERS = (
+_Corner = tuple[tuple[int, ...], tuple[int, ...], str, dict[str, Any]]
+_CONV2D_CORNERS: tuple[_Corner, ...] = (
     ((2, 3, 7, 8), (4, 3, 3, 3), "3x3 padding 1", {"padding": 1}),
     (
         (2, 3, 9, 7),
@@ -485,7 +488,7 @@ def _conv_transpose2d_ref(
 
 
 # (input shape, weight shape, name, keyword arguments)
-_CONV_TRANSPOSE2D_CORNERS = (
+_CONV_TRANSPOSE2D_CORNERS: tuple[_Corner, ...] = (
     ((2, 3, 5, 6), (3, 4, 3, 3), "3x3", {}),
     ((2, 3, 5, 6), (3, 4, 3, 3), "no bias, padding 1", {"bias": False, "padding": 1}),
     ((2, 4, 5, 4), (4, 3, 4, 4), "k4 s2 p1 (upsampling x2)", {"stride": 2, "padding": 1}),
