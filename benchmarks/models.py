@@ -434,7 +434,8 @@ def roi_head_result(
     dtype=np.float32,
     seed: int = 0,
 ) -> StepResult:
-    """One RoI-head step (``"torch"`` or ``"jaxops"``); the map's gradient is ``grads["features"]``."""
+    """One RoI-head step (``"torch"`` or ``"jaxops"``); the map's gradient is
+    ``grads["features"]``."""
     import torch
 
     model = roi_head_torch(features.shape[1], activation, seed=seed)

@@ -127,7 +127,8 @@ def time_case(case: harness.Case, reps: int, min_time_s: float) -> dict[str, Any
 
 
 def failed(record: dict[str, Any]) -> bool:
-    """A crash (timing or parity) is a failure; an op that is not implemented yet is only reported."""
+    """A crash (timing or parity) is a failure; an op that is not implemented yet is only
+    reported."""
     if "error" in (record.get("parity") or {}):
         return True
     return record["error"] is not None and not record["error"].startswith("not implemented")

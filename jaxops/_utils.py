@@ -97,13 +97,15 @@ def normalize_dim(op: str, name: str, dim: Any, ndim: int) -> int:
     if not -rank <= dim < rank:
         raise fail(
             op,
-            f"{name} (={dim}) is out of range for a {ndim}-d input (expected [{-rank}, {rank - 1}])",
+            f"{name} (={dim}) is out of range for a {ndim}-d input "
+            f"(expected [{-rank}, {rank - 1}])",
         )
     return dim % rank
 
 
 def batched(x: jax.Array, ndim: int = 4) -> tuple[jax.Array, bool]:
-    """``x`` with a leading batch axis of 1 added when it has ``ndim - 1`` dimensions, and whether it was."""
+    """``x`` with a leading batch axis of 1 added when it has ``ndim - 1`` dimensions, and
+    whether it was."""
     return (x, False) if x.ndim == ndim else (x[None], True)
 
 

@@ -76,6 +76,7 @@ def _portable_conv(cfg: _Conv, x: jax.Array, w: jax.Array) -> jax.Array:
 
 
 def _portable_conv_transpose(cfg: _Conv, x: jax.Array, w: jax.Array) -> jax.Array:
+    assert cfg.out_hw is not None  # set by _conv_transpose2d_config
     out_shape = (x.shape[0], w.shape[1] * cfg.groups, *cfg.out_hw)
     _, vjp = jax.vjp(lambda z: _portable_conv(cfg, z, w), jnp.zeros(out_shape, x.dtype))
     return vjp(x)[0]
@@ -110,6 +111,7 @@ def _conv2d(x: jax.Array, w: jax.Array, b: jax.Array | None, cfg: _Conv) -> jax.
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
 def _conv_transpose2d(x: jax.Array, w: jax.Array, b: jax.Array | None, cfg: _Conv) -> jax.Array:
+    assert cfg.out_hw is not None  # set by _conv_transpose2d_config
     out_shape = (x.shape[0], w.shape[1] * cfg.groups, *cfg.out_hw)
     y = _platform.choose(
         x,
@@ -150,7 +152,8 @@ def _check_kernel(op: str, w: jax.Array) -> None:
     if w.shape[2] <= 0 or w.shape[3] <= 0:
         raise _utils.fail(
             op,
-            f"kernel size (={tuple(w.shape[2:])}) must be positive, got weight of shape {tuple(w.shape)}",
+            f"kernel size (={tuple(w.shape[2:])}) must be positive, "
+            f"got weight of shape {tuple(w.shape)}",
         )
 
 
@@ -164,7 +167,8 @@ def _check_bias(op: str, b: jax.Array | None, channels: int) -> None:
     if b is not None and b.shape != (channels,):
         raise _utils.fail(
             op,
-            f"bias must have shape ({channels},) (one value per output channel), got {tuple(b.shape)}",
+            f"bias must have shape ({channels},) (one value per output channel), "
+            f"got {tuple(b.shape)}",
         )
 
 
@@ -285,7 +289,7 @@ def _output_padding_from_size(
             f"requested an output size of {requested}, but valid sizes range from {smallest} to "
             f"{largest} (for an input of spatial size {tuple(size)})",
         )
-    return tuple(r - lo for r, lo in zip(requested, smallest))  # type: ignore[return-value]
+    return tuple(r - lo for r, lo in zip(requested, smallest))
 
 
 def _conv_transpose2d_config(
@@ -346,19 +350,14 @@ def _conv_transpose2d_config(
     if any(n <= 0 for n in out_hw):
         raise _utils.fail(
             op,
-            f"output spatial size {out_hw} must be positive (input {tuple(size)}, padding {padding})",
+            f"output spatial size {out_hw} must be positive "
+            f"(input {tuple(size)}, padding {padding})",
         )
     # The conv this is the vjp of: its bottom/right padding lowered by output_padding, so that
     # an input of out_hw rows gives exactly the rows of x (the extra rows are output).
-    pads = tuple((p, p - o) for p, o in zip(padding, output_padding))
-    return _Conv(
-        stride,
-        pads,
-        dilation,
-        groups,
-        _utils.precision(op, precision),  # type: ignore[arg-type]
-        out_hw=out_hw,  # type: ignore[arg-type]
-    )
+    (pad_h, pad_w), (opad_h, opad_w) = padding, output_padding  # 2-tuples (as_tuple)
+    pads: Pads = ((pad_h, pad_h - opad_h), (pad_w, pad_w - opad_w))
+    return _Conv(stride, pads, dilation, groups, _utils.precision(op, precision), out_hw=out_hw)
 
 
 # ---------------------------------------------------------------- conv2d
@@ -376,7 +375,8 @@ def conv2d(
     *,
     precision: Any = None,
 ) -> jax.Array:
-    r"""2-d cross-correlation, like ``torch.nn.functional.conv2d`` (plus ``nn.Conv2d``'s ``padding_mode``).
+    r"""2-d cross-correlation, like ``torch.nn.functional.conv2d`` (plus ``nn.Conv2d``'s
+    ``padding_mode``).
 
     .. math::
         \text{out}(n, o) = \text{bias}(o) + \sum_{c \in \text{group}(o)}

@@ -277,7 +277,7 @@ def _cross_entropy(
     nll = log_s - (_pick(xf, t, cd) - m)  # -log_softmax at the target class
     in_range = (t >= 0) & (t < c)
     ignored = jnp.zeros(t.shape, bool) if ignore_index is None else t == ignore_index
-    if weight is None:
+    if wb is None:
         w_t = jnp.ones(t.shape, ct)
     else:
         # Picked like the logits, so its gradient (w.r.t. weight) is a select, not a scatter-add.
@@ -337,7 +337,8 @@ def cross_entropy(
         \ell_n = (1 - \varepsilon)\, w_{y_n} (-\log p_{n, y_n})
                + \frac{\varepsilon}{C} \sum_c w_c (-\log p_{n, c})
         \quad\text{(class indices)}, \qquad
-        \ell_n = -\sum_c w_c \big((1 - \varepsilon) y_{n,c} + \tfrac{\varepsilon}{C}\big) \log p_{n,c}
+        \ell_n = -\sum_c w_c \big((1 - \varepsilon) y_{n,c}
+               + \tfrac{\varepsilon}{C}\big) \log p_{n,c}
         \quad\text{(probabilities)}
 
     Output shape: the target's shape without the class dimension ``(N, d1, ..., dk)``

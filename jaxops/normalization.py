@@ -88,6 +88,8 @@ def _batch_norm(
         running_mean = _blend(running_mean, mean, momentum)
         running_var = _blend(running_var, m2 / (count - 1), momentum)  # unbiased, as torch
     else:
+        # _check_mode requires both running statistics in evaluation mode
+        assert running_mean is not None and running_var is not None
         centered = x3 - _channels(running_mean.astype(ct), shape3)
         scale = lax.rsqrt(running_var.astype(ct) + eps)
 

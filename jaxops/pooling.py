@@ -618,7 +618,7 @@ def _unpool_config(
     for dim, v in enumerate(size):
         if v < 0:
             raise _utils.fail(op, f"output size (={size}) must be non-negative (dim {dim} is {v})")
-    return size  # type: ignore[return-value]
+    return size
 
 
 def max_unpool2d(

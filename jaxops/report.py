@@ -81,13 +81,15 @@ class Row:
 
 
 def _add_against_truth(jax_err: Error, torch_err: Error, ours, theirs, truth) -> None:
-    """Errors of ``ours`` and ``theirs`` against ``truth``, leaf by leaf, where all three are finite."""
+    """Errors of ``ours`` and ``theirs`` against ``truth``, leaf by leaf, where all three are
+    finite."""
     from jaxops.testing import parity
 
     for o, t, e in zip(ours, theirs, truth):
         o, t, e = parity.to_numpy(o), parity.to_numpy(t), parity.to_numpy(e)
         if o is None or e is None or e.dtype.kind != "f" or o.shape != e.shape:
             continue
+        assert t is not None  # theirs and truth come from the same torch call: t mirrors e
         o, t, e = o.astype(np.float64), t.astype(np.float64), e.astype(np.float64)
         finite = np.isfinite(o) & np.isfinite(t) & np.isfinite(e)
         o, t, e = o[finite], t[finite], e[finite]
@@ -163,11 +165,15 @@ _HEADER = (
 )
 
 FLOAT64_NOTE = (
-    "fwd/grad: jaxops vs torch, both float32. ulps: the RMS error of float32 jaxops and of float32\n"
-    "torch against torch in float64 on the same inputs cast up, in float32 ulps of the exact value\n"
-    "(floored at the output's RMS); the smaller of each pair is nearer the exact result, 0.5 is correct\n"
+    "fwd/grad: jaxops vs torch, both float32. ulps: the RMS error of float32 jaxops and of "
+    "float32\n"
+    "torch against torch in float64 on the same inputs cast up, in float32 ulps of the exact "
+    "value\n"
+    "(floored at the output's RMS); the smaller of each pair is nearer the exact result, 0.5 is "
+    "correct\n"
     "rounding. roi_pool/roi_align compute bin edges in the input dtype: the float64 run can put a\n"
-    "sample lying on a bin edge in another bin than both float32 runs do (a different bin, not rounding)."
+    "sample lying on a bin edge in another bin than both float32 runs do (a different bin, not "
+    "rounding)."
 )
 
 

@@ -252,7 +252,7 @@ def _bin_maxima(form: str, v0, i0, b, hs, he, ws, we):
         for hh in (hs, h2):
             for ww in (ws, w2):
                 q = row(hh, ww)
-                cand = jax.tree.map(lambda t: jnp.take(t, q, axis=0, mode="clip"), table)
+                cand = jax.tree.map(lambda t, q=q: jnp.take(t, q, axis=0, mode="clip"), table)
                 if best is None:
                     best = cand
                 elif i0 is None:

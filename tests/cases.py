@@ -140,7 +140,8 @@ def small_cases(
 
 
 def batch_cases(check: str, per_op: int = 2, max_numel: int = 512, portable: bool = True) -> list:
-    """Small, finite float32 samples with a batch axis N (``OpInfo.batch_args``), ``per_op`` per op."""
+    """Small, finite float32 samples with a batch axis N (``OpInfo.batch_args``), ``per_op``
+    per op."""
     cases = []
     for info in REGISTRY.values():
         chosen = 0

@@ -38,7 +38,8 @@ def test_eight_devices():
 
 @pytest.fixture(scope="module")
 def mesh():
-    """An 8-device mesh with one ``batch`` axis, ``AxisType.Auto``: the compiler propagates shardings.
+    """An 8-device mesh with one ``batch`` axis, ``AxisType.Auto``: the compiler propagates
+    shardings.
 
     Explicit axes (shardings in the types, ``jax.make_mesh``'s default) are not
     supported by every op yet: see docs/transforms.md, "Many devices".
@@ -53,7 +54,8 @@ def _single_device(values):
 
 
 def _assert_batch_sharded(leaf, what):
-    """The leading (batch) axis of ``leaf`` is still split over the 8 devices: nothing was gathered."""
+    """The leading (batch) axis of ``leaf`` is still split over the 8 devices: nothing was
+    gathered."""
     shard = leaf.sharding.shard_shape(leaf.shape)
     assert shard[0] * N_DEVICES == leaf.shape[0], (
         f"{what}: output of shape {leaf.shape} has shards of shape {shard} ({leaf.sharding}): "
@@ -164,7 +166,8 @@ def test_op_on_batch_axis_sharded(info, sample, mesh):
         else np.concatenate([sample.get(r)] * N_DEVICES)
         for k, r in enumerate(refs)
     ]
-    # Outputs whose leading axis grows with N carry the batch axis (RoI outputs have K rows instead).
+    # Outputs whose leading axis grows with N carry the batch axis (RoI outputs have K rows
+    # instead).
     small = jax.tree_util.tree_leaves(f(*[jnp.asarray(sample.get(r)) for r in refs]))
 
     def is_batched(i, leaf, e):
@@ -233,7 +236,8 @@ def _run_data_parallel(step, problem, mesh, what):
 
 
 def test_batch_norm_training_sharded_input_plain_jit(mesh):
-    """Route 1: plain ``jit`` on a batch-sharded input; XLA inserts the all-reduce of the statistics."""
+    """Route 1: plain ``jit`` on a batch-sharded input; XLA inserts the all-reduce of the
+    statistics."""
     problem = _bn_problem()
     rm, rv = problem[1:3]
 
@@ -250,7 +254,8 @@ def test_batch_norm_training_sharded_input_plain_jit(mesh):
 
 
 def test_batch_norm_training_shard_map_axis_name(mesh):
-    """Route 2: ``shard_map`` over the batch axis with ``axis_name``: global statistics by collectives."""
+    """Route 2: ``shard_map`` over the batch axis with ``axis_name``: global statistics by
+    collectives."""
     problem = _bn_problem()
     rm, rv = problem[1:3]
 

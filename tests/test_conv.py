@@ -20,7 +20,8 @@ randn = functools.partial(_common.randn, RNG)  # float32, from the module's gene
 
 
 def _lhs_dilations(fn, *args, platform="cpu"):
-    """The lhs dilation of every convolution XLA compiles for ``platform`` (one branch per choice)."""
+    """The lhs dilation of every convolution XLA compiles for ``platform`` (one branch per
+    choice)."""
     text = lowering.lowered_text(fn, *args, platform=platform)
     return [
         tuple(map(int, d.split(", "))) for d in re.findall(r"lhs_dilate = \[(\d+, \d+)\]", text)
@@ -37,15 +38,17 @@ CONFIGS = [  # stride, padding, output_padding, dilation, groups
 
 @pytest.mark.parametrize("stride,padding,output_padding,dilation,groups", CONFIGS)
 def test_conv_transpose2d_is_vjp_of_conv2d(stride, padding, output_padding, dilation, groups):
-    """The definition: the input-vjp of conv2d (output_padding only adds rows the conv never reads)."""
+    """The definition: the input-vjp of conv2d (output_padding only adds rows the conv never
+    reads)."""
     x, w = randn(2, 4, 5, 6), randn(4, 8 // groups, 3, 2)
     y = jaxops.conv_transpose2d(x, w, None, stride, padding, output_padding, groups, dilation)
     z = jnp.zeros(y.shape)
     conv_out, vjp = jax.vjp(
         lambda z: jaxops.conv2d(z, w, None, stride, padding, dilation, groups), z
     )
-    # With output_padding >= stride (< dilation) the symmetric conv has output_padding rows more than
-    # x: they meet only the output_padding rows, and a zero cotangent there gives the same vjp.
+    # With output_padding >= stride (< dilation) the symmetric conv has output_padding rows
+    # more than x: they meet only the output_padding rows, and a zero cotangent there gives the
+    # same vjp.
     extra = [(0, 0), (0, 0)] + [(0, c - s) for c, s in zip(conv_out.shape[2:], x.shape[2:])]
     grad = vjp(jnp.pad(jnp.asarray(x), extra))[0]
     np.testing.assert_allclose(y, grad, rtol=1e-6, atol=1e-6)
@@ -109,16 +112,24 @@ def test_forward_mode_over_all_arguments(op):
     """jacfwd (forward mode) agrees with jacrev w.r.t. input, weight and bias; hessian runs."""
     if op == "conv2d":
         args = (randn(1, 4, 5, 6), randn(4, 2, 3, 2), randn(4))
-        fn = lambda x, w, b: jaxops.conv2d(x, w, b, stride=2, padding=1, groups=2)
+
+        def fn(x, w, b):
+            return jaxops.conv2d(x, w, b, stride=2, padding=1, groups=2)
     else:
         args = (randn(1, 4, 3, 4), randn(4, 1, 3, 3), randn(2))
-        fn = lambda x, w, b: jaxops.conv_transpose2d(x, w, b, stride=2, groups=2, output_padding=1)
+
+        def fn(x, w, b):
+            return jaxops.conv_transpose2d(x, w, b, stride=2, groups=2, output_padding=1)
+
     args = tuple(jnp.asarray(a) for a in args)
     fwd = jax.jacfwd(fn, argnums=(0, 1, 2))(*args)
     rev = jax.jacrev(fn, argnums=(0, 1, 2))(*args)
     for a, b in zip(fwd, rev):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
-    loss = lambda *a: jnp.sum(jnp.sin(fn(*a)))
+
+    def loss(*a):
+        return jnp.sum(jnp.sin(fn(*a)))
+
     # Jitted: eager jacrev(jacrev(.)) of the depthwise path crashed XLA:CPU's per-op compile
     # in this jax build (a segfault outside jaxops; the jitted program is fine).
     h_fwd = jax.jit(jax.hessian(loss, argnums=1))(*args)

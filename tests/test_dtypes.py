@@ -124,7 +124,8 @@ def _half_accumulations(closed_jaxpr) -> list[str]:
         if name == "reduce_sum" and all(
             eqn.invars[0].aval.shape[a] == 1 for a in eqn.params["axes"]
         ):
-            continue  # over axes of size 1 (a transposed broadcast): nothing is added, nothing rounded
+            # over axes of size 1 (a transposed broadcast): nothing is added, nothing rounded
+            continue
         if name in _SUMS:
             bad.append(f"{name} on {dtypes}")
         elif name in ("reduce", "reduce_window") and any(
@@ -187,7 +188,8 @@ def test_half_precision_forward(info, sample, dtype):
             ]
     except (RuntimeError, NotImplementedError) as e:  # e.g. "not implemented for 'Half'"
         pytest.skip(
-            f"torch has no CPU {dtype} kernel here ({str(e).splitlines()[0]}); checked against float32 only"
+            f"torch has no CPU {dtype} kernel here ({str(e).splitlines()[0]}); "
+            "checked against float32 only"
         )
     assert len(theirs) == len(out_half)
     for i, (h, t) in enumerate(zip(out_half, theirs)):
@@ -203,7 +205,8 @@ def test_half_precision_forward(info, sample, dtype):
 
 @pytest.mark.parametrize("info,sample,dtype", _half_cases())
 def test_half_precision_gradients(info, sample, dtype, request):
-    """Gradients keep the dtype, accumulate in float32, and are the float32 gradients to half precision."""
+    """Gradients keep the dtype, accumulate in float32, and are the float32 gradients to half
+    precision."""
     if "vjp" in sample.skip:
         pytest.skip(sample.skip["vjp"])
     half = parity.cast_floating(sample, HALF[dtype])

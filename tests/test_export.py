@@ -70,7 +70,8 @@ def test_export_serialize_roundtrip(info, sample):
 
 
 def _variants(a: np.ndarray, n: int) -> list[np.ndarray]:
-    """``n`` batch members built from ``a`` (same validity: integer arrays repeat, floats are scaled)."""
+    """``n`` batch members built from ``a`` (same validity: integer arrays repeat, floats are
+    scaled)."""
     if a.dtype.kind in "iub":
         return [a] * n
     return [(a * (1.0 - 0.25 * k)).astype(a.dtype) for k in range(n)]

@@ -108,7 +108,8 @@ def test_report_lists_every_op_and_flags_failures(monkeypatch, capsys):
 
 
 def test_report_float64_columns_say_who_is_nearer_the_truth(monkeypatch):
-    """A jaxops op off by 1e-5 relative (~80 float32 ulps) shows as far from float64, torch as near."""
+    """A jaxops op off by 1e-5 relative (~80 float32 ulps) shows as far from float64, torch as
+    near."""
     wrong = dataclasses.replace(SIGMOID, op=lambda x: jaxops.sigmoid(x) * (1 + 1e-5))
     monkeypatch.setitem(REGISTRY, "sigmoid", wrong)
     row = report.check_op("sigmoid", max_configs=4)

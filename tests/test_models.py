@@ -37,7 +37,7 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 if str(BENCH) not in sys.path:
     sys.path.insert(0, str(BENCH))
 
-import models
+import models  # noqa: E402 -- benchmarks/models.py, importable only once BENCH is on sys.path
 
 torch = pytest.importorskip("torch")
 

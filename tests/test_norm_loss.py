@@ -72,7 +72,8 @@ def test_batch_norm_large_offset_keeps_precision():
 @pytest.mark.parametrize("dtype", [ml_dtypes.bfloat16, np.float16])
 def test_batch_norm_half_accumulates_in_float32(dtype):
     rng = np.random.default_rng(1)
-    # 4096 values per channel around 100: a half-precision accumulator would be off by far more than one ulp.
+    # 4096 values per channel around 100: a half-precision accumulator would be off by far
+    # more than one ulp.
     x = (100 + rng.standard_normal((64, 2, 8, 8))).astype(dtype)
     out, rm, rv = jaxops.batch_norm(
         x, np.zeros(2, np.float32), np.ones(2, np.float32), training=True, momentum=1.0
@@ -155,8 +156,9 @@ def test_batch_norm_axis_name_under_shard_map_and_sharded_jit():
         rm, rv = jnp.zeros(3), jnp.ones(3)
         t_rm, t_rv = torch.zeros(3), torch.ones(3)
         ref = torch.nn.functional.batch_norm(torch.from_numpy(x), t_rm, t_rv, training=True).numpy()
-        f = jax.shard_map(lambda a: tuple(jaxops.batch_norm(a, rm, rv, training=True, axis_name="data")),
-                          mesh=mesh, in_specs=P("data"), out_specs=(P("data"), P(), P()))
+        f = jax.shard_map(
+            lambda a: tuple(jaxops.batch_norm(a, rm, rv, training=True, axis_name="data")),
+            mesh=mesh, in_specs=P("data"), out_specs=(P("data"), P(), P()))
         out, m, v = jax.jit(f)(x)
         np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(m, t_rm.numpy(), rtol=1e-6)
@@ -208,7 +210,7 @@ def test_cross_entropy_all_ignored_is_nan_with_zero_gradient():
     for ls in (0.0, 0.2):
         assert np.isnan(jaxops.cross_entropy(x, t, label_smoothing=ls))
         np.testing.assert_array_equal(
-            jax.grad(lambda a: jaxops.cross_entropy(a, t, label_smoothing=ls))(x), 0.0
+            jax.grad(lambda a, ls=ls: jaxops.cross_entropy(a, t, label_smoothing=ls))(x), 0.0
         )
 
 
@@ -231,10 +233,11 @@ def test_cross_entropy_second_order():
         jnp.array([2]),
         jax.nn.softmax(jnp.asarray(rng.standard_normal((1, 5)), jnp.float32)),
     ):
-        h = jax.hessian(lambda a: jaxops.cross_entropy(a, target, label_smoothing=0.3))(x).reshape(
-            5, 5
-        )
+
+        def f(a, target=target):
+            return jaxops.cross_entropy(a, target, label_smoothing=0.3)
+
+        h = jax.hessian(f)(x).reshape(5, 5)
         p = jax.nn.softmax(x[0])
         np.testing.assert_allclose(h, jnp.diag(p) - jnp.outer(p, p), rtol=1e-5, atol=1e-6)
-        f = lambda a: jaxops.cross_entropy(a, target, label_smoothing=0.3)  # noqa: E731
         np.testing.assert_allclose(jax.jacfwd(f)(x), jax.grad(f)(x), rtol=1e-5, atol=1e-7)

@@ -145,7 +145,7 @@ def test_precision_reaches_the_contractions(precision, expected):
     for call in calls:
         for fn, args in (
             (call, (x, w)),
-            (jax.grad(lambda x, w: call(x, w).sum(), argnums=(0, 1)), (x, w)),
+            (jax.grad(lambda x, w, call=call: call(x, w).sum(), argnums=(0, 1)), (x, w)),
         ):
             found = lowering.contraction_precisions(
                 lowering.lowered_text(fn, *args, platform="cuda")

@@ -167,7 +167,8 @@ def _effects(info, sample) -> bool:
 @pytest.mark.parametrize("name", ALL_OPS)
 def test_data_dependent_checks_are_declared(name):
     """An op that emits data-dependent checks (``_checks.data_check``) declares its errors in
-    ``OpInfo.data_errors`` (tests/test_checked.py runs each), and each declared bad call is checked."""
+    ``OpInfo.data_errors`` (tests/test_checked.py runs each), and each declared bad call is
+    checked."""
     info = REGISTRY[name]
     samples = info.samples()
     spread = samples[:: max(1, len(samples) // 12)]

@@ -149,7 +149,10 @@ def test_roi_pool_portable_formulation_has_no_loop_and_one_scatter():
     gradient's one scatter-add is the accumulation at the argmax."""
     x = jnp.zeros((2, 3, *_POOL_MAP))
     boxes = _pool_boxes("any")
-    f = lambda x: jaxops.roi_pool(x, boxes, 2)
+
+    def f(x):
+        return jaxops.roi_pool(x, boxes, 2)
+
     fwd = lowering.op_counts(lowering.lowered_text(f, x, platform="cuda"))
     grad = lowering.op_counts(
         lowering.lowered_text(jax.grad(lambda x: f(x).sum()), x, platform="cuda")
@@ -193,7 +196,10 @@ def test_roi_align_portable_nan_inf_pattern_without_a_branch(kwargs):
     it matches the CPU formulation's (behind a cond) exactly, output and gradient, and
     a finite map keeps exactly the plain linear map's values."""
     x = _specials_map()
-    f = lambda x: jaxops.roi_align(x, _ALIGN_BOXES, (3, 2), 1.0, **kwargs)
+
+    def f(x):
+        return jaxops.roi_align(x, _ALIGN_BOXES, (3, 2), 1.0, **kwargs)
+
     g = jax.grad(lambda x: jnp.sum(jnp.nan_to_num(f(x))))
     (y_cpu, g_cpu), (y_port, g_port) = _both_formulations(lambda x: (f(x), g(x)), x)
     np.testing.assert_array_equal(np.isnan(y_port), np.isnan(y_cpu))

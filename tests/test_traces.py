@@ -37,7 +37,8 @@ SAMPLES_PER_OP = 4
 
 @pytest.fixture
 def compilations():
-    """The trace and compile events JAX records while the test runs (cleared by the test as needed)."""
+    """The trace and compile events JAX records while the test runs (cleared by the test as
+    needed)."""
     events: list[str] = []
 
     def listener(name, secs, **kwargs):
@@ -51,7 +52,8 @@ def compilations():
 
 def _fresh_calls(sample, refs, count: int) -> list[list[jax.Array]]:
     """``count`` sets of new arrays with the sample's shapes and dtypes: floating arrays scaled
-    (still valid arguments), integer ones (indices, targets) copied; made before anything is counted."""
+    (still valid arguments), integer ones (indices, targets) copied; made before anything is
+    counted."""
 
     def fresh(a: np.ndarray, k: int) -> np.ndarray:
         return (a * (1.0 - 0.25 * k)).astype(a.dtype) if is_floating(a.dtype) else a.copy()

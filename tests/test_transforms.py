@@ -133,7 +133,8 @@ def _several_batched_args(per_op: int) -> list:
 
 @pytest.mark.parametrize("info,sample", _several_batched_args(per_op=3))
 def test_vmap_one_argument_batched_matches_loop(info, sample):
-    """Only one argument is batched, the others are shared (``in_axes=None``): e.g. one weight, many inputs."""
+    """Only one argument is batched, the others are shared (``in_axes=None``): e.g. one weight,
+    many inputs."""
     refs = info.vmap_refs(sample)
     f = parity.bind(info, sample, refs)
     values = [jnp.asarray(sample.get(r)) for r in refs]
@@ -154,7 +155,8 @@ def test_vmap_one_argument_batched_matches_loop(info, sample):
 
 
 def _inexact_leaves(out):
-    """The floating output leaves as a list (integer outputs such as indices carry no derivative)."""
+    """The floating output leaves as a list (integer outputs such as indices carry no
+    derivative)."""
     return [x for x in jax.tree_util.tree_leaves(out) if jnp.issubdtype(x.dtype, jnp.inexact)]
 
 
@@ -164,7 +166,8 @@ def _grad_tol(info, sample):
 
 
 def test_every_op_has_small_samples_for_the_costly_checks():
-    """Each op must offer small, finite float32 samples, or the checks below would pass vacuously."""
+    """Each op must offer small, finite float32 samples, or the checks below would pass
+    vacuously."""
     covered = {p.values[0].name for p in small_cases("jacobian")}
     assert covered == set(REGISTRY), (
         f"no small float32 sample for {sorted(set(REGISTRY) - covered)}"
@@ -229,7 +232,8 @@ def test_hessian_vector_product_matches_finite_differences(info, sample):
 
 @pytest.mark.parametrize("info,sample", small_cases("remat", per_op=4))
 def test_checkpoint_gradients_match_plain_vjp(info, sample):
-    """``jax.checkpoint`` recomputes the forward pass in the backward pass: the same gradients, to rounding.
+    """``jax.checkpoint`` recomputes the forward pass in the backward pass: the same gradients,
+    to rounding.
 
     Not bit for bit: the recomputation and the backward pass it feeds are other XLA
     programs than the plain VJP's (other fusions, FMA contraction where the CPU has FMA,

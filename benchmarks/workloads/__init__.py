@@ -1,1 +1,2 @@
-"""Benchmark workloads, one module per op family; each exposes ``cases(quick: bool) -> list[Case]``."""
+"""Benchmark workloads, one module per op family; each exposes
+``cases(quick: bool) -> list[Case]``."""

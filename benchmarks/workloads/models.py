@@ -1,4 +1,5 @@
-"""End-to-end steps: ResNet-18 (CIFAR stem) and a Fast R-CNN RoI head (networks in benchmarks/models.py).
+"""End-to-end steps: ResNet-18 (CIFAR stem) and a Fast R-CNN RoI head (networks in
+benchmarks/models.py).
 
 - ``resnet18``: batch 32 of 32x32 images (``--quick``: 4 of 16x16), 10
   classes, batch norm in training mode; one step is the loss and the gradients

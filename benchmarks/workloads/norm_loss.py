@@ -1,4 +1,5 @@
-"""batch_norm training on (32, 64, 56, 56); cross_entropy on ImageNet-sized logits and segmentation maps."""
+"""batch_norm training on (32, 64, 56, 56); cross_entropy on ImageNet-sized logits and
+segmentation maps."""
 
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ def peak_memory(quick: bool = False) -> dict[str, int]:
     for name, fn in _fns().items():
         fwd = jax.jit(fn).lower(jx, jb).compile()
         result[f"{name} fwd"] = fwd.memory_analysis().temp_size_in_bytes
-        grad = jax.jit(jax.grad(lambda a, b: jnp.sum(fn(a, b) ** 2))).lower(jx, jb).compile()
+        grad = jax.jit(jax.grad(lambda a, b, fn=fn: jnp.sum(fn(a, b) ** 2))).lower(jx, jb).compile()
         result[f"{name} fwd+bwd"] = grad.memory_analysis().temp_size_in_bytes
     return result
 

@@ -1,1 +1,2 @@
-"""Formulations tuned by measurement for XLA:CPU: the ``cpu`` branches of :func:`jaxops._platform.choose`."""
+"""Formulations tuned by measurement for XLA:CPU: the ``cpu`` branches of
+:func:`jaxops._platform.choose`."""

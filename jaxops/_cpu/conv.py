@@ -1,4 +1,5 @@
-"""conv2d and conv_transpose2d as XLA:CPU runs them fastest (the ``cpu`` branch of :mod:`jaxops.conv`).
+"""conv2d and conv_transpose2d as XLA:CPU runs them fastest (the ``cpu`` branch of
+:mod:`jaxops.conv`).
 
 Every formulation here computes the convolution :mod:`jaxops.conv` specifies,
 forming only products torch forms; the choices below were made by timing
@@ -50,14 +51,14 @@ Pads = tuple[tuple[int, int], tuple[int, int]]
 class _Phase(NamedTuple):
     """The kernel taps of one stride phase along one spatial dimension.
 
-    Taps ``k0, k0 + kstep, ...`` (``count`` of them) all read input rows
+    Taps ``k0, k0 + kstep, ...`` (``taps`` of them) all read input rows
     ``i * stride + offset + m * dil`` for output row ``i`` and tap number ``m``.
     """
 
     offset: int
     k0: int
     kstep: int
-    count: int
+    taps: int  # not `count`, which would shadow tuple.count
     dil: int
 
 
@@ -68,7 +69,7 @@ def _phases(k: int, s: int, d: int) -> tuple[_Phase, ...]:
     phases = []
     for k0 in range(min(k, s // g)):
         count = len(range(k0, k, s // g))
-        phases.append(_Phase(offset=k0 * d, k0=k0, kstep=s // g, count=count, dil=d // g))
+        phases.append(_Phase(offset=k0 * d, k0=k0, kstep=s // g, taps=count, dil=d // g))
     return tuple(phases)
 
 
@@ -196,7 +197,8 @@ _depthwise_s1.defjvp(_depthwise_s1_jvp, symbolic_zeros=True)
 
 
 def _matmul_conv(x, w, dilation, channels_first=False):
-    """Stride-1 VALID conv of NHWC ``x`` with HWIO ``w`` as im2col + matmul, one output row at a time.
+    """Stride-1 VALID conv of NHWC ``x`` with HWIO ``w`` as im2col + matmul, one output row
+    at a time.
 
     XLA:CPU's matmul runs about twice as fast as its convolution, and one output
     row's patch matrix, ``(N * W_out, kh * kw * C)``, stays in cache where the
@@ -241,11 +243,11 @@ def _conv_dense(x, w, stride, pads, dilation, groups, matmul=False):
     xp = _pad_zeros(x.transpose(0, 2, 3, 1), pads, (1, 2))  # NHWC
     wt = w.transpose(2, 3, 1, 0)  # HWIO
     c = xp.shape[3]
-    groups_of = {}  # (count_h, dil_h, count_w, dil_w) -> [(input slice, kernel slice)]
+    groups_of = {}  # (taps_h, dil_h, taps_w, dil_w) -> [(input slice, kernel slice)]
     for ph in _phases(kh, stride[0], dilation[0]):
         for pw in _phases(kw, stride[1], dilation[1]):
-            rows = ho - 1 + (ph.count - 1) * ph.dil + 1  # input rows this phase reads
-            cols = wo - 1 + (pw.count - 1) * pw.dil + 1
+            rows = ho - 1 + (ph.taps - 1) * ph.dil + 1  # input rows this phase reads
+            cols = wo - 1 + (pw.taps - 1) * pw.dil + 1
             piece = lax.slice(
                 xp,
                 (0, ph.offset, pw.offset, 0),
@@ -258,7 +260,7 @@ def _conv_dense(x, w, stride, pads, dilation, groups, matmul=False):
                 (1, stride[0], stride[1], 1),
             )
             kernel = wt[ph.k0 :: ph.kstep, pw.k0 :: pw.kstep]
-            groups_of.setdefault((ph.count, ph.dil, pw.count, pw.dil), []).append((piece, kernel))
+            groups_of.setdefault((ph.taps, ph.dil, pw.taps, pw.dil), []).append((piece, kernel))
     out = None
     for (_, dil_h, _, dil_w), parts in groups_of.items():
         if groups == 1 and len(parts) > 1:  # same sub-kernel shape: one conv over stacked channels
@@ -439,7 +441,8 @@ _conv_fast.defjvp(_conv_fast_jvp, symbolic_zeros=True)
 
 
 def _conv(x: jax.Array, w: jax.Array, stride, pads: Pads, dilation, groups: int) -> jax.Array:
-    """Cross-correlation of NCHW ``x`` with OIHW ``w``; ``pads`` per side, the high ones may be negative.
+    """Cross-correlation of NCHW ``x`` with OIHW ``w``; ``pads`` per side, the high ones may
+    be negative.
 
     Linear in ``x`` (``conv_transpose2d`` is its vjp) and in ``w``.
     """
@@ -451,7 +454,8 @@ def _conv(x: jax.Array, w: jax.Array, stride, pads: Pads, dilation, groups: int)
 
 
 def _input_vjp(conv, x, w, out_shape, stride, pads, dilation, groups):
-    """``jax.vjp`` of ``conv(., w)`` with respect to its input (of ``out_shape``), applied to ``x``."""
+    """``jax.vjp`` of ``conv(., w)`` with respect to its input (of ``out_shape``), applied to
+    ``x``."""
     primal = jnp.zeros(out_shape, x.dtype)
     _, vjp = jax.vjp(lambda z: conv(z, w, stride, pads, dilation, groups), primal)
     return vjp(x)[0]
@@ -487,14 +491,16 @@ _transposed.defjvp(_transposed_jvp, symbolic_zeros=True)
 
 
 def conv2d(x: jax.Array, w: jax.Array, stride, pads: Pads, dilation, groups: int) -> jax.Array:
-    """The cross-correlation of NCHW ``x`` with OIHW ``w`` (per-side pads, the high ones may be negative)."""
+    """The cross-correlation of NCHW ``x`` with OIHW ``w`` (per-side pads, the high ones may be
+    negative)."""
     return _conv(x, w, stride, pads, dilation, groups)
 
 
 def conv_transpose2d(
     x: jax.Array, w: jax.Array, out_shape, stride, pads: Pads, dilation, groups: int
 ) -> jax.Array:
-    """``jax.vjp`` of :func:`conv2d` (weight ``w``) w.r.t. its input of ``out_shape``, applied to ``x``."""
+    """``jax.vjp`` of :func:`conv2d` (weight ``w``) w.r.t. its input of ``out_shape``, applied
+    to ``x``."""
     if _is_depthwise(jax.ShapeDtypeStruct(out_shape, x.dtype), w, groups):
         return _input_vjp(_conv, x, w, out_shape, stride, pads, dilation, groups)
     return _transposed(x, w, out_shape, stride, pads, dilation, groups)

@@ -1,4 +1,5 @@
-"""Sample-building helpers shared by the registry modules (and by tests that build their own inputs)."""
+"""Sample-building helpers shared by the registry modules (and by tests that build their own
+inputs)."""
 
 from __future__ import annotations
 

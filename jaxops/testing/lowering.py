@@ -20,7 +20,10 @@ _OP = re.compile(r'(?:^|[\s("])(?:"?)stablehlo\.([a-z_]+)')
 _CASE = re.compile(r'"stablehlo\.case"\((%[\w#]+)\)')
 # A case that only maps the platform's number to a branch number: every branch returns
 # an i32 constant. lax.platform_dependent emits one before each per-platform case.
-_BRANCH = r"\s*%[\w]+ = stablehlo\.constant dense<-?\d+> : tensor<i32>\s*stablehlo\.return %[\w]+ : tensor<i32>\s*"
+_BRANCH = (
+    r"\s*%[\w]+ = stablehlo\.constant dense<-?\d+> : tensor<i32>\s*"
+    r"stablehlo\.return %[\w]+ : tensor<i32>\s*"
+)
 _SELECTOR = re.compile(
     r'(%[\w]+) = "stablehlo\.case"\(%[\w#]+\) \(\{' + _BRANCH + r"(?:\}, \{" + _BRANCH + r")*"
     r"\}\) : \(tensor<i32>\) -> tensor<i32>"

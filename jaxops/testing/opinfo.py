@@ -68,7 +68,8 @@ class SampleInput:
         return self.args[ref] if isinstance(ref, int) else self.kwargs.get(ref)
 
     def ndim(self, ref: ArgRef) -> int:
-        """The number of dimensions of argument ``ref``; -1 when it is not a NumPy array (or absent)."""
+        """The number of dimensions of argument ``ref``; -1 when it is not a NumPy array (or
+        absent)."""
         value = self.get(ref)
         return np.ndim(value) if isinstance(value, np.ndarray) else -1
 

@@ -39,7 +39,7 @@ def _sigmoid_samples(rng):
     for dtype, tol in HALF_TOL.items():
         x = (4 * randn(rng, 3, 5)).astype(HALF_DTYPES[dtype])
         yield SampleInput((x,), name=dtype, fwd_tol=tol, grad_tol=tol)
-    for i in range(4):
+    for _ in range(4):
         shape = tuple(int(s) for s in rng.integers(1, 6, int(rng.integers(1, 5))))
         yield SampleInput(((3 * randn(rng, *shape)),), name=f"random {shape}")
 

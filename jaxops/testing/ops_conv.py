@@ -9,6 +9,8 @@ the op only for its own arguments. What differs is the weight's layout
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 import jaxops
@@ -30,7 +32,8 @@ def _with_specials(x: np.ndarray) -> np.ndarray:
 def _weight_shape(
     transposed: bool, groups: int, c_in: int, c_mult: int, k: tuple[int, int]
 ) -> tuple:
-    """conv2d's weight is (out, in / groups, kH, kW); conv_transpose2d's (in, out / groups, kH, kW)."""
+    """conv2d's weight is (out, in / groups, kH, kW); conv_transpose2d's
+    (in, out / groups, kH, kW)."""
     return (c_in, c_mult, *k) if transposed else (groups * c_mult, c_in // groups, *k)
 
 
@@ -151,7 +154,8 @@ def _conv2d_ref(
 
 
 # (input shape, weight shape, name, keyword arguments)
-_CONV2D_CORNERS = (
+_Corner = tuple[tuple[int, ...], tuple[int, ...], str, dict[str, Any]]
+_CONV2D_CORNERS: tuple[_Corner, ...] = (
     ((2, 3, 7, 8), (4, 3, 3, 3), "3x3 padding 1", {"padding": 1}),
     (
         (2, 3, 9, 7),
@@ -339,13 +343,15 @@ def _conv2d_errors():
         (x, np.zeros((6, 4, 7, 3), np.float32)),
         {},
         ValueError,
-        r"kernel size \(7, 3\) with dilation \(1, 1\) spans \(7, 3\), larger than the padded input \(5, 6\)",
+        r"kernel size \(7, 3\) with dilation \(1, 1\) spans \(7, 3\), "
+        r"larger than the padded input \(5, 6\)",
     )
     yield e(
         (x, w4),
         {"dilation": 3},
         ValueError,
-        r"kernel size \(3, 3\) with dilation \(3, 3\) spans \(7, 7\), larger than the padded input \(5, 6\)",
+        r"kernel size \(3, 3\) with dilation \(3, 3\) spans \(7, 7\), "
+        r"larger than the padded input \(5, 6\)",
     )
     yield e((x, w4), {"stride": 0}, ValueError, r"stride \(=0\) must be positive")
     yield e((x, w4), {"stride": (1, -2)}, ValueError, r"stride \(=\(1, -2\)\) must be positive")
@@ -374,19 +380,22 @@ def _conv2d_errors():
         (x, w4),
         {"padding": 5, "padding_mode": "reflect"},
         ValueError,
-        r"reflect padding \(\(5, 5\), \(5, 5\)\) must be smaller than the input's spatial size \(5, 6\)",
+        r"reflect padding \(\(5, 5\), \(5, 5\)\) must be smaller than "
+        r"the input's spatial size \(5, 6\)",
     )
     yield e(
         (np.zeros((2, 4, 3, 6), np.float32), w4),
         {"padding": "same", "dilation": 3, "padding_mode": "reflect"},
         ValueError,
-        r"reflect padding \(\(3, 3\), \(3, 3\)\) must be smaller than the input's spatial size \(3, 6\)",
+        r"reflect padding \(\(3, 3\), \(3, 3\)\) must be smaller than "
+        r"the input's spatial size \(3, 6\)",
     )
     yield e(
         (x, w4),
         {"padding": 6, "padding_mode": "circular"},
         ValueError,
-        r"circular padding \(\(6, 6\), \(6, 6\)\) must not exceed the input's spatial size \(5, 6\)",
+        r"circular padding \(\(6, 6\), \(6, 6\)\) must not exceed "
+        r"the input's spatial size \(5, 6\)",
     )
     yield e(
         (x, w4), {"stride": (1, 2, 3)}, ValueError, r"stride must be an int or a tuple of 2 ints"
@@ -479,7 +488,7 @@ def _conv_transpose2d_ref(
 
 
 # (input shape, weight shape, name, keyword arguments)
-_CONV_TRANSPOSE2D_CORNERS = (
+_CONV_TRANSPOSE2D_CORNERS: tuple[_Corner, ...] = (
     ((2, 3, 5, 6), (3, 4, 3, 3), "3x3", {}),
     ((2, 3, 5, 6), (3, 4, 3, 3), "no bias, padding 1", {"bias": False, "padding": 1}),
     ((2, 4, 5, 4), (4, 3, 4, 4), "k4 s2 p1 (upsampling x2)", {"stride": 2, "padding": 1}),
@@ -633,7 +642,8 @@ def _conv_transpose2d_errors():
         (x, w),
         {"stride": 2, "output_padding": 2},
         ValueError,
-        r"output_padding \(=\(2, 2\)\) must be smaller than either stride \(=\(2, 2\)\) or dilation \(=\(1, 1\)\)",
+        r"output_padding \(=\(2, 2\)\) must be smaller than either stride \(=\(2, 2\)\) "
+        r"or dilation \(=\(1, 1\)\)",
     )
     yield e(
         (x, w),
@@ -651,7 +661,8 @@ def _conv_transpose2d_errors():
         (x, w),
         {"stride": 2, "output_size": (13, 13)},
         ValueError,
-        r"requested an output size of \(13, 13\), but valid sizes range from \(11, 13\) to \(12, 14\)",
+        r"requested an output size of \(13, 13\), "
+        r"but valid sizes range from \(11, 13\) to \(12, 14\)",
     )
     yield e(
         (x, w),

@@ -286,7 +286,8 @@ def _cross_entropy_errors():
     yield ErrorInput(
         SampleInput((x, p.astype(np.int64))),
         TypeError,
-        r"target with the input's shape \(4, 5\) holds class probabilities and must have a floating dtype, got int",
+        r"target with the input's shape \(4, 5\) holds class probabilities "
+        r"and must have a floating dtype, got int",
     )
     yield ErrorInput(
         SampleInput((x, t), {"weight": np.ones(4, np.float32)}),

@@ -206,7 +206,8 @@ def _batch_norm_errors():
     yield ErrorInput(
         SampleInput((x, np.zeros(4, np.float32), rv)),
         ValueError,
-        r"running_mean should contain 3 elements \(one per channel of input of shape \(4, 3, 2\)\), got shape \(4,\)",
+        r"running_mean should contain 3 elements "
+        r"\(one per channel of input of shape \(4, 3, 2\)\), got shape \(4,\)",
     )
     yield ErrorInput(
         SampleInput((x, rm, np.ones(2, np.float32)), {"training": True}),

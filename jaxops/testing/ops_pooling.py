@@ -269,7 +269,8 @@ def _max_pool_errors():
     yield ErrorInput(
         SampleInput((x, 3), {"dilation": 3}),
         ValueError,
-        r"output size 0x0 is too small: input size 5x5, kernel_size=\(3, 3\), stride=\(3, 3\), padding=\(0, 0\), dilation=\(3, 3\)",
+        r"output size 0x0 is too small: input size 5x5, kernel_size=\(3, 3\), "
+        r"stride=\(3, 3\), padding=\(0, 0\), dilation=\(3, 3\)",
     )
 
 
@@ -386,7 +387,7 @@ def _unpool_samples(rng):
     yield SampleInput(
         (_values_at(randn(rng, 1, 2, 36), idx), idx, 2, None), name="stride None (random indices)"
     )
-    for dtype, tol in HALF_TOL.items():
+    for dtype, _tol in HALF_TOL.items():
         s = _random_unpool(rng, dtype, HALF_DTYPES[dtype])
         yield SampleInput(s.args, s.kwargs, name=s.name, fwd_tol=EXACT, grad_tol=EXACT)
     for n in range(8):

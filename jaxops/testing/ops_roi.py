@@ -253,7 +253,10 @@ ROI_ALIGN_DATA_ERRORS = (
 
 # torchvision's rule, kept: a float32 map with float16 boxes is a TypeError, not promoted.
 BOXES_DTYPE = {
-    "mixed_dtypes": "raises TypeError 'boxes dtype must equal input dtype' (torchvision's rule) instead of promoting",
+    "mixed_dtypes": (
+        "raises TypeError 'boxes dtype must equal input dtype' (torchvision's rule) "
+        "instead of promoting"
+    ),
 }
 
 

@@ -178,7 +178,8 @@ def compare(what: str, actual: Any, expected: Any, tol: Tol) -> Comparison:
         worst = int(np.argmax(diff - bound))
         message = (
             f"{n_bad} of {diff.size} elements differ (max abs {max_abs:.3g}; worst "
-            f"{a64[finite][worst]!r} vs torch {e64[finite][worst]!r}; rtol={tol.rtol}, atol={tol.atol})"
+            f"{a64[finite][worst]!r} vs torch {e64[finite][worst]!r}; "
+            f"rtol={tol.rtol}, atol={tol.atol})"
         )
     return Comparison(
         what,
@@ -241,7 +242,8 @@ def jax_vjp(info: OpInfo, sample: SampleInput, seed: int = 0) -> tuple[list[Any]
     primals = [to_jax(sample.get(r)) for r in refs]
     out, vjp_fn = jax.vjp(bind(info, sample, refs), *primals)
     out_leaves, treedef = jax.tree_util.tree_flatten(out)
-    # Index output leaves as `leaves()` does (None kept), so grad_outputs means the same on both sides.
+    # Index output leaves as `leaves()` does (None kept), so grad_outputs means the same on
+    # both sides.
     positions = [i for i, leaf in enumerate(leaves(out)) if leaf is not None]
     carrying = frozenset(
         range(len(leaves(out))) if info.grad_outputs is None else info.grad_outputs
