@@ -32,16 +32,30 @@ def differs_by_platform(name: str) -> bool:
     return False
 
 
-def with_portable(cases: list) -> list:
-    """``cases``, plus a copy marked ``portable`` of each case whose op differs by platform."""
+def with_portable(cases: list, per_op: int | None = None) -> list:
+    """``cases``, plus a copy marked ``portable`` of the cases whose op differs by platform.
+
+    ``per_op`` limits the copies to that many cases per op (the first ones): the
+    transformation and dtype checks of a formulation need a few samples, not all
+    (the parity tests copy every case).
+    """
     out = list(cases)
+    copied: dict[str, int] = {}
     for case in cases:
         info = case.values[0]
-        if differs_by_platform(info.name):
-            out.append(
-                pytest.param(*case.values, id=f"{case.id}-portable", marks=[*case.marks, PORTABLE])
-            )
+        if not differs_by_platform(info.name):
+            continue
+        if per_op is not None and copied.get(info.name, 0) >= per_op:
+            continue
+        copied[info.name] = copied.get(info.name, 0) + 1
+        out.append(
+            pytest.param(*case.values, id=f"{case.id}-portable", marks=[*case.marks, PORTABLE])
+        )
     return out
+
+
+# Portable copies per op in the checks that choose a few samples per op.
+PORTABLE_PER_OP = 2
 
 
 def _marks(check: str | None, sample) -> list:
@@ -66,7 +80,8 @@ def sample_cases(
     ``per_op`` keeps that many samples of each op, evenly spread over its list
     (corners first, random configurations last), for the costlier checks.
     ``portable`` adds each case once more under ``jaxops.testing.portable()`` for
-    ops whose formulation differs by platform.
+    ops whose formulation differs by platform (all of them without ``per_op``,
+    else ``PORTABLE_PER_OP`` per op).
     """
     cases = []
     for info in REGISTRY.values():
@@ -80,7 +95,9 @@ def sample_cases(
                     info, sample, id=f"{info.name}-{i}-{sample.name}", marks=_marks(check, sample)
                 )
             )
-    return with_portable(cases) if portable else cases
+    # Every case is copied for the full parity run; for the sampled checks, a few.
+    per = None if per_op is None else PORTABLE_PER_OP
+    return with_portable(cases, per) if portable else cases
 
 
 def error_cases() -> list:
@@ -136,7 +153,7 @@ def small_cases(
                     info, sample, id=f"{info.name}-{i}-{sample.name}", marks=_marks(check, sample)
                 )
             )
-    return with_portable(cases) if portable else cases
+    return with_portable(cases, PORTABLE_PER_OP) if portable else cases
 
 
 def batch_cases(check: str, per_op: int = 2, max_numel: int = 512, portable: bool = True) -> list:
@@ -157,4 +174,4 @@ def batch_cases(check: str, per_op: int = 2, max_numel: int = 512, portable: boo
                             marks=_marks(check, sample),
                         )
                     )
-    return with_portable(cases) if portable else cases
+    return with_portable(cases, PORTABLE_PER_OP) if portable else cases
