@@ -322,6 +322,44 @@ def torch_fwd_bwd(
     return Impl(run)
 
 
+def fwd_and_bwd_cases(
+    op: str,
+    workload: str,
+    ours: Callable[..., Any],
+    theirs: Callable[..., Any],
+    bare: Callable[..., Any] | None,
+    jax_args: tuple,
+    torch_args: tuple,
+    grads: Sequence[int],
+    flops: float | None = None,
+) -> list[Case]:
+    """The ``fwd`` and ``fwd+bwd`` cases of one workload: jaxops (``ours``), torch
+    (``theirs``) and, if given, the bare-lax version, the backward w.r.t. ``grads``.
+
+    ``flops`` is the forward's count; the backward is counted as twice the forward.
+    """
+
+    def fwd() -> dict[str, Impl]:
+        impls = {"jaxops": jax_impl(ours, *jax_args), "torch": torch_fwd(theirs, *torch_args)}
+        if bare is not None:
+            impls["lax"] = jax_impl(bare, *jax_args)
+        return impls
+
+    def fwd_bwd() -> dict[str, Impl]:
+        impls = {
+            "jaxops": jax_fwd_bwd(ours, jax_args, grads),
+            "torch": torch_fwd_bwd(theirs, torch_args, grads),
+        }
+        if bare is not None:
+            impls["lax"] = jax_fwd_bwd(bare, jax_args, grads)
+        return impls
+
+    return [
+        Case(op, workload, "fwd", fwd, flops=flops),
+        Case(op, workload, "fwd+bwd", fwd_bwd, flops=None if flops is None else 3 * flops),
+    ]
+
+
 def _status_kib(field: str) -> int:
     with open("/proc/self/status") as f:
         for line in f:

@@ -15,7 +15,7 @@ from jax import lax
 
 import jaxops
 
-from harness import Case, jax_fwd_bwd, jax_impl, to_torch, torch_fwd, torch_fwd_bwd
+from harness import Case, fwd_and_bwd_cases, jax_impl, to_torch, torch_fwd
 
 NCHW = ("NCHW", "OIHW", "NCHW")
 # float32-exact contractions, as jaxops' default and torch with TF32 off (XLA:CPU ignores it).
@@ -67,36 +67,9 @@ def _conv_cases(name, x_shape, w_shape, padding, groups, flops):
         return _lax_conv(a, k, padding, groups) + c[:, None, None]
 
     workload = f"{name} {x_shape}->{w_shape[0]}"
-    return _fwd_and_grad("conv2d", workload, flops, ours, theirs, bare, (jx, jw, jb), (tx, tw, tb))
-
-
-def _fwd_and_grad(op, workload, flops, ours, theirs, bare, jax_args, torch_args):
-    """The forward and forward+backward (w.r.t. input, weight and bias) cases of one conv."""
-    grads = tuple(range(len(jax_args)))
-    return [
-        Case(
-            op,
-            workload,
-            "fwd",
-            lambda: {
-                "jaxops": jax_impl(ours, *jax_args),
-                "torch": torch_fwd(theirs, *torch_args),
-                "lax": jax_impl(bare, *jax_args),
-            },
-            flops=flops,
-        ),
-        Case(
-            op,
-            workload,
-            "fwd+bwd",
-            lambda: {
-                "jaxops": jax_fwd_bwd(ours, jax_args, grads),
-                "torch": torch_fwd_bwd(theirs, torch_args, grads),
-                "lax": jax_fwd_bwd(bare, jax_args, grads),
-            },
-            flops=3 * flops,
-        ),
-    ]
+    return fwd_and_bwd_cases(
+        "conv2d", workload, ours, theirs, bare, (jx, jw, jb), (tx, tw, tb), (0, 1, 2), flops
+    )
 
 
 def _transpose_cases(x_shape, c_out):
@@ -121,8 +94,16 @@ def _transpose_cases(x_shape, c_out):
         return _lax_conv_transpose(a, k) + c[:, None, None]
 
     workload = f"k4 s2 p1 {x_shape}->{c_out}"
-    return _fwd_and_grad(
-        "conv_transpose2d", workload, flops, ours, theirs, bare, (jx, jw, jb), (tx, tw, tb)
+    return fwd_and_bwd_cases(
+        "conv_transpose2d",
+        workload,
+        ours,
+        theirs,
+        bare,
+        (jx, jw, jb),
+        (tx, tw, tb),
+        (0, 1, 2),
+        flops,
     )
 
 

@@ -9,7 +9,15 @@ import numpy as np
 
 import jaxops
 
-from harness import Case, jax_fwd_bwd, jax_impl, to_torch, torch_fwd, torch_fwd_bwd
+from harness import (
+    Case,
+    fwd_and_bwd_cases,
+    jax_fwd_bwd,
+    jax_impl,
+    to_torch,
+    torch_fwd,
+    torch_fwd_bwd,
+)
 
 
 def _naive_batch_norm(x, w, b):
@@ -47,28 +55,9 @@ def _ce_cases(workload, logits, labels, **kwargs):
     def naive(a, t):
         return _naive_cross_entropy(a, t, **kwargs)
 
-    return [
-        Case(
-            "cross_entropy",
-            workload,
-            "fwd",
-            lambda: {
-                "jaxops": jax_impl(ours, *jax_args),
-                "torch": torch_fwd(theirs, *torch_args),
-                "lax": jax_impl(naive, *jax_args),
-            },
-        ),
-        Case(
-            "cross_entropy",
-            workload,
-            "fwd+bwd",
-            lambda: {
-                "jaxops": jax_fwd_bwd(ours, jax_args, (0,)),
-                "torch": torch_fwd_bwd(theirs, torch_args, (0,)),
-                "lax": jax_fwd_bwd(naive, jax_args, (0,)),
-            },
-        ),
-    ]
+    return fwd_and_bwd_cases(
+        "cross_entropy", workload, ours, theirs, naive, jax_args, torch_args, (0,)
+    )
 
 
 def cases(quick: bool) -> list[Case]:
