@@ -157,10 +157,17 @@ def _check_kernel(op: str, w: jax.Array) -> None:
         )
 
 
-def _check_groups(op: str, groups: Any) -> int:
+def _check_geometry(
+    op: str, stride: Any, dilation: Any, groups: Any
+) -> tuple[tuple[int, int], tuple[int, int], int]:
+    """``stride`` and ``dilation`` as positive pairs, ``groups`` as a positive int."""
+    stride = _utils.as_tuple(op, "stride", stride)
+    dilation = _utils.as_tuple(op, "dilation", dilation)
     groups = _utils.as_int(op, "groups", groups)
+    _utils.check_positive(op, "stride", stride)
+    _utils.check_positive(op, "dilation", dilation)
     _utils.check_positive(op, "groups", (groups,))
-    return groups
+    return stride, dilation, groups
 
 
 def _check_bias(op: str, b: jax.Array | None, channels: int) -> None:
@@ -220,11 +227,7 @@ def _conv2d_config(
     precision: Any,
 ) -> _Conv:
     op = "conv2d"
-    stride = _utils.as_tuple(op, "stride", stride)
-    dilation = _utils.as_tuple(op, "dilation", dilation)
-    groups = _check_groups(op, groups)
-    _utils.check_positive(op, "stride", stride)
-    _utils.check_positive(op, "dilation", dilation)
+    stride, dilation, groups = _check_geometry(op, stride, dilation, groups)
     _utils.check_choice(op, "padding_mode", padding_mode, PADDING_MODES)
     _check_kernel(op, w)
     kernel = tuple(w.shape[2:])
@@ -305,13 +308,9 @@ def _conv_transpose2d_config(
     precision: Any,
 ) -> _Conv:
     op = "conv_transpose2d"
-    stride = _utils.as_tuple(op, "stride", stride)
+    stride, dilation, groups = _check_geometry(op, stride, dilation, groups)
     padding = _utils.as_tuple(op, "padding", padding)
     output_padding = _utils.as_tuple(op, "output_padding", output_padding)
-    dilation = _utils.as_tuple(op, "dilation", dilation)
-    groups = _check_groups(op, groups)
-    _utils.check_positive(op, "stride", stride)
-    _utils.check_positive(op, "dilation", dilation)
     _utils.check_nonnegative(op, "padding", padding)
     _utils.check_nonnegative(op, "output_padding", output_padding)
     _check_kernel(op, w)

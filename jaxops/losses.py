@@ -183,38 +183,42 @@ def _cross_entropy_config(
             )
         if not jnp.issubdtype(w.dtype, jnp.floating):
             raise _utils.fail(op, f"weight must have a floating dtype, got {w.dtype}", TypeError)
-    if t.shape == x.shape:
-        if not jnp.issubdtype(t.dtype, jnp.floating):
-            raise _utils.fail(
-                op,
-                f"a target with the input's shape {x.shape} holds class probabilities and must "
-                f"have a floating dtype, got {t.dtype}",
-                TypeError,
-            )
-        if ignore_index >= 0:
-            raise _utils.fail(
-                op, f"ignore_index (={ignore_index}) is not supported for class-probability targets"
-            )
+    if _check_target(op, x, t, ignore_index):  # class probabilities
         return _CrossEntropy(reduction, label_smoothing, True, None), t
-    if not jnp.issubdtype(t.dtype, jnp.integer):
-        raise _utils.fail(
-            op,
-            f"a class-index target must have an integer dtype, got {t.dtype} (class-probability "
-            f"targets must have the input's shape {x.shape}, got {t.shape})",
-            TypeError,
-        )
-    expected = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
-    if t.shape != expected:
-        raise _utils.fail(
-            op,
-            f"a class-index target for input of shape {x.shape} must have shape {expected} "
-            f"(or {x.shape} for class probabilities), got {t.shape}",
-        )
     if jnp.issubdtype(t.dtype, jnp.unsignedinteger) or jnp.iinfo(t.dtype).bits < 32:
         t = t.astype(jnp.int32 if jnp.iinfo(t.dtype).bits < 32 else jnp.int64)
     # An ignore_index the target's dtype cannot hold ignores nothing.
     ignore = ignore_index if _int_scalar_in(ignore_index, t.dtype) else None
     return _CrossEntropy(reduction, label_smoothing, False, ignore), t
+
+
+def _check_target(op: str, x: jax.Array, t: jax.Array, ignore_index: int) -> bool:
+    """Checks the target's shape and dtype; returns whether it holds class probabilities."""
+    probabilities = t.shape == x.shape
+    if probabilities and not jnp.issubdtype(t.dtype, jnp.floating):
+        message = (
+            f"a target with the input's shape {x.shape} holds class probabilities and must "
+            f"have a floating dtype, got {t.dtype}"
+        )
+        raise _utils.fail(op, message, TypeError)
+    if not probabilities and not jnp.issubdtype(t.dtype, jnp.integer):
+        message = (
+            f"a class-index target must have an integer dtype, got {t.dtype} (class-probability "
+            f"targets must have the input's shape {x.shape}, got {t.shape})"
+        )
+        raise _utils.fail(op, message, TypeError)
+    if probabilities and ignore_index >= 0:
+        raise _utils.fail(
+            op, f"ignore_index (={ignore_index}) is not supported for class-probability targets"
+        )
+    expected = x.shape[:1] + x.shape[2:] if x.ndim > 1 else ()
+    if not probabilities and t.shape != expected:
+        raise _utils.fail(
+            op,
+            f"a class-index target for input of shape {x.shape} must have shape {expected} "
+            f"(or {x.shape} for class probabilities), got {t.shape}",
+        )
+    return probabilities
 
 
 def _check_class_indices(t: jax.Array, c: int, config: _CrossEntropy, ignore_index: int) -> None:

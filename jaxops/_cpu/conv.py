@@ -181,16 +181,13 @@ def _depthwise_s1_jvp(pads, dilation, primals, tangents):
     # that gradient; the dw term keeps the taps on one axis (one fused reduction).
     (x, w), (dx, dw) = primals, tangents
     y = _depthwise_s1(x, w, pads, dilation)
-    dy = jnp.zeros_like(y)
-    if _present(dx):
-        in_hw = (x.shape[2], x.shape[3], x.shape[1])
-        grad = functools.partial(
-            _depthwise_input_grad, w=w, pads=pads, dilation=dilation, in_hw=in_hw
-        )
-        dy = jax.linear_transpose(grad, jax.ShapeDtypeStruct(y.shape, y.dtype))(dx)[0]
-    if _present(dw):
-        dy = dy + _depthwise_weight_term(x, dw, pads, dilation)
-    return y, dy
+    in_hw = (x.shape[2], x.shape[3], x.shape[1])
+    input_grad = functools.partial(
+        _depthwise_input_grad, w=w, pads=pads, dilation=dilation, in_hw=in_hw
+    )
+    return y, _bilinear_tangent(
+        y, dx, dw, input_grad, lambda dw: _depthwise_weight_term(x, dw, pads, dilation)
+    )
 
 
 _depthwise_s1.defjvp(_depthwise_s1_jvp, symbolic_zeros=True)
@@ -401,6 +398,23 @@ def _present(t) -> bool:
     return not isinstance(t, jax.custom_derivatives.SymbolicZero)
 
 
+def _bilinear_tangent(y, dx, dw, input_grad, weight_term):
+    """The tangent ``dx * w + x * dw`` of a convolution ``y = x * w``, bilinear in (x, w).
+
+    The ``dx`` term is written as the transpose of ``input_grad`` (a linear map from
+    ``y``-shaped cotangents to ``x``-shaped ones), so that reverse mode transposes it
+    back and runs ``input_grad`` itself, a formulation chosen for speed, rather than
+    JAX's transpose of the forward; ``weight_term(dw)`` is the ``dw`` term, likewise
+    written for a fast transpose (the weight gradient). Symbolic-zero tangents add nothing.
+    """
+    dy = jnp.zeros_like(y)
+    if _present(dx):
+        dy = jax.linear_transpose(input_grad, jax.ShapeDtypeStruct(y.shape, y.dtype))(dx)[0]
+    if _present(dw):
+        dy = dy + weight_term(dw)
+    return dy
+
+
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6))
 def _conv_fast(x, w, stride, pads, dilation, groups, matmul=True):
     return _conv_dense(x, w, stride, pads, dilation, groups, matmul)
@@ -414,27 +428,25 @@ def _conv_fast_jvp(stride, pads, dilation, groups, matmul, primals, tangents):
     # set of matmuls.
     (x, w), (dx, dw) = primals, tangents
     y = _conv_fast(x, w, stride, pads, dilation, groups, matmul)
-    dy = jnp.zeros_like(y)
-    if _present(dx):
-        # Written as the transpose of the explicit input gradient, so that reverse mode runs
-        # that gradient (Eigen convolutions) rather than JAX's transpose of the convolution.
-        grad = functools.partial(
-            _dense_input_grad,
-            w=w,
-            in_shape=x.shape,
-            stride=stride,
-            pads=pads,
-            dilation=dilation,
-            groups=groups,
-        )
-        dy = jax.linear_transpose(grad, jax.ShapeDtypeStruct(y.shape, y.dtype))(dx)[0]
-    if _present(dw):
+    # Reverse mode runs the explicit input gradient (Eigen convolutions) rather than JAX's
+    # transpose of the convolution.
+    input_grad = functools.partial(
+        _dense_input_grad,
+        w=w,
+        in_shape=x.shape,
+        stride=stride,
+        pads=pads,
+        dilation=dilation,
+        groups=groups,
+    )
+
+    def weight_term(dw):
         if matmul and groups == 1 and stride == (1, 1) and min(pads[0] + pads[1]) >= 0:
             xp = _pad_zeros(x.transpose(0, 2, 3, 1), pads, (1, 2))
-            dy = dy + _matmul_conv(xp, dw.transpose(2, 3, 1, 0), dilation, channels_first=True)
-        else:
-            dy = dy + _conv_taps(x, dw, stride, pads, dilation, groups)
-    return y, dy
+            return _matmul_conv(xp, dw.transpose(2, 3, 1, 0), dilation, channels_first=True)
+        return _conv_taps(x, dw, stride, pads, dilation, groups)
+
+    return y, _bilinear_tangent(y, dx, dw, input_grad, weight_term)
 
 
 _conv_fast.defjvp(_conv_fast_jvp, symbolic_zeros=True)
@@ -471,17 +483,15 @@ def _transposed_jvp(out_shape, stride, pads, dilation, groups, primals, tangents
     # with respect to dw (the transposed conv's weight gradient) is one matmul per tap.
     (x, w), (dx, dw) = primals, tangents
     y = _transposed(x, w, out_shape, stride, pads, dilation, groups)
-    dy = jnp.zeros_like(y)
-    if _present(dx):
-        # The transpose of the convolution itself, so that reverse mode (the transposed
-        # conv's input gradient) runs the fast forward convolution.
-        conv = functools.partial(
-            _conv, w=w, stride=stride, pads=pads, dilation=dilation, groups=groups
-        )
-        dy = jax.linear_transpose(conv, jax.ShapeDtypeStruct(out_shape, x.dtype))(dx)[0]
-    if _present(dw):
-        dy = dy + _input_vjp(_conv_taps, x, dw, out_shape, stride, pads, dilation, groups)
-    return y, dy
+    # The transposed conv's input gradient is the fast forward convolution itself.
+    conv = functools.partial(_conv, w=w, stride=stride, pads=pads, dilation=dilation, groups=groups)
+    return y, _bilinear_tangent(
+        y,
+        dx,
+        dw,
+        conv,
+        lambda dw: _input_vjp(_conv_taps, x, dw, out_shape, stride, pads, dilation, groups),
+    )
 
 
 _transposed.defjvp(_transposed_jvp, symbolic_zeros=True)
