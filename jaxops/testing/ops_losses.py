@@ -11,7 +11,14 @@ import numpy as np
 import jaxops
 from jaxops import _utils
 from jaxops.testing import strategies as S
-from jaxops.testing._common import HALF_DTYPES, HALF_TOL, SPECIALS, import_torch, randn
+from jaxops.testing._common import (
+    HALF_DTYPES,
+    HALF_TOL,
+    SPECIALS,
+    half_sample,
+    import_torch,
+    randn,
+)
 from jaxops.testing.opinfo import ArgRef, DataError, ErrorInput, OpInfo, SampleInput, Tol
 
 # The library's reductions in the order the seeded samples are drawn: the default, "mean", first.
@@ -177,21 +184,18 @@ def _cross_entropy_samples(rng):
             f"empty prob {reduction}",
             reduction=reduction,
         )
-    for dtype, tol in HALF_TOL.items():
-        half = HALF_DTYPES[dtype]
-        yield SampleInput(
+    for dtype, half in HALF_DTYPES.items():
+        yield half_sample(
+            dtype,
             (randn(rng, 6, c).astype(half), rng.integers(0, c, 6)),
             {"label_smoothing": 0.1},
             name=f"{dtype} index",
-            fwd_tol=tol,
-            grad_tol=tol,
         )
-        yield SampleInput(
+        yield half_sample(
+            dtype,
             (randn(rng, 3, c, 2).astype(half), _probs(rng, (3, c, 2)).astype(half)),
             {"reduction": "none"},
             name=f"{dtype} prob",
-            fwd_tol=tol,
-            grad_tol=tol,
         )
     for i in range(6):
         ndim = int(rng.integers(1, 5))
