@@ -599,9 +599,9 @@ OPS = [
         ref=_cross_entropy_ref,
         sample_inputs=_cross_entropy_samples,
         error_inputs=_cross_entropy_errors,
+        data_errors=CROSS_ENTROPY_DATA_ERRORS,
         grad_args=(0,),
         batch_args=_cross_entropy_batch_args,
-        data_errors=CROSS_ENTROPY_DATA_ERRORS,
         formula="l_n = (1-e) w_y (-log p_y) + e/C sum_c w_c (-log p_c); mean over sum w_y",
         # A log-sum-exp and short reductions, summed in a different order than torch.
         fwd_tol=Tol(1e-5, 1e-6),
