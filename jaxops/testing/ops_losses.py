@@ -24,6 +24,27 @@ from jaxops.testing.opinfo import ArgRef, DataError, ErrorInput, OpInfo, SampleI
 # The library's reductions in the order the seeded samples are drawn: the default, "mean", first.
 REDUCTIONS = _utils.REDUCTIONS[1:] + _utils.REDUCTIONS[:1]
 
+# ---------------------------------------------------------------- shared by both losses
+
+
+def _reduction_error(op: str, x: np.ndarray, target: np.ndarray) -> ErrorInput:
+    """An unknown reduction, which both losses check first (``_utils.check_reduction``)."""
+    return ErrorInput(
+        SampleInput((x, target), {"reduction": "avg"}),
+        ValueError,
+        rf"jaxops\.{op}: reduction \(='avg'\) must be one of",
+    )
+
+
+def _integer_input_error(x: np.ndarray, target: np.ndarray) -> ErrorInput:
+    """``x`` as int32: both losses take floating inputs only (``_utils.check_floating``)."""
+    return ErrorInput(
+        SampleInput((x.astype(np.int32), target)),
+        TypeError,
+        r"input must have a floating dtype, got int32",
+    )
+
+
 # ---------------------------------------------------------------- cross_entropy
 
 
@@ -241,22 +262,13 @@ def _cross_entropy_errors():
     x = np.zeros((4, 5), np.float32)
     t = np.zeros(4, np.int64)
     p = np.full((4, 5), 0.2, np.float32)
-    fail = r"jaxops\.cross_entropy: "
-    yield ErrorInput(
-        SampleInput((x, t), {"reduction": "avg"}),
-        ValueError,
-        fail + r"reduction \(='avg'\) must be one of",
-    )
+    yield _reduction_error("cross_entropy", x, t)
     yield ErrorInput(
         SampleInput((np.float32(1.0), np.int64(0))),
         ValueError,
         r"input must have shape \(C\), \(N, C\) or \(N, C, d1, \.\.\.\), got shape \(\)",
     )
-    yield ErrorInput(
-        SampleInput((x.astype(np.int32), t)),
-        TypeError,
-        r"input must have a floating dtype, got int32",
-    )
+    yield _integer_input_error(x, t)
     yield ErrorInput(
         SampleInput((x, np.zeros(3, np.int64))),
         ValueError,
@@ -570,11 +582,7 @@ def _mse_ref(input, target, reduction="mean", weight=None):
 
 def _mse_errors():
     x = np.zeros((2, 3), np.float32)
-    yield ErrorInput(
-        SampleInput((x, x), {"reduction": "avg"}),
-        ValueError,
-        r"jaxops\.mse_loss: reduction \(='avg'\) must be one of",
-    )
+    yield _reduction_error("mse_loss", x, x)
     yield ErrorInput(
         SampleInput((x, np.zeros((4,), np.float32))),
         ValueError,
@@ -585,11 +593,7 @@ def _mse_errors():
         ValueError,
         r"weight shape \(3,\) must equal input shape \(2, 3\)",
     )
-    yield ErrorInput(
-        SampleInput((np.zeros((2, 3), np.int32), x)),
-        TypeError,
-        r"input must have a floating dtype, got int32",
-    )
+    yield _integer_input_error(x, x)
 
 
 OPS = [
