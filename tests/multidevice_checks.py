@@ -69,14 +69,19 @@ def _variants(a: np.ndarray, n: int) -> list[np.ndarray]:
     return [(a * (1.0 - 0.05 * k)).astype(a.dtype) for k in range(n)]
 
 
-def _check_sharded(f, values, grad_pos, is_batched, tol, grad_tol, mesh, what):
+def _check_sharded(f, values, info, sample, refs, is_batched, mesh, what):
     """``jit(f)`` on ``values`` split along axis 0 over the mesh vs on one device.
 
-    Outputs (and the gradients w.r.t. ``values[grad_pos]``, with cotangents split
-    like the outputs) must match, and every output leaf for which
+    ``f`` is ``sample``'s call of ``info``'s op as a function of the arguments
+    ``refs``, whose values are ``values``. Outputs (and the gradients w.r.t. the
+    differentiable ones among them, with cotangents split like the outputs) must
+    match at the sample's tolerances, and every output leaf for which
     ``is_batched(index, sharded_leaf, single_device_leaf)`` holds, and every
     gradient, must still be split 8 ways along its leading axis.
     """
+    diff = set(info.grad_refs(sample))
+    grad_pos = [k for k, r in enumerate(refs) if r in diff]
+    tol, grad_tol = sample.fwd_tol or info.fwd_tol, sample.grad_tol or info.grad_tol
     split, whole = NamedSharding(mesh, P("batch")), NamedSharding(mesh, P())
     sharded = [jax.device_put(v, split) for v in values]
     single = _single_device(values)
@@ -127,11 +132,6 @@ def _check_sharded(f, values, grad_pos, is_batched, tol, grad_tol, mesh, what):
             _assert_batch_sharded(g, f"{what} gradient w.r.t. argument {p}")
 
 
-def _grad_positions(info, sample, refs):
-    diff = set(info.grad_refs(sample))
-    return [k for k, r in enumerate(refs) if r in diff]
-
-
 @pytest.mark.parametrize("info,sample", small_cases("sharding", per_op=2, max_numel=512))
 def test_vmapped_op_on_sharded_batch(info, sample, mesh):
     """``jit(vmap(op))`` on a batch of 16 sharded over 8 devices, forward and VJP."""
@@ -143,16 +143,8 @@ def test_vmapped_op_on_sharded_batch(info, sample, mesh):
     def is_batched(i, leaf, e):
         return not (np.asarray(e) == np.asarray(e)[:1]).all()
 
-    _check_sharded(
-        jax.vmap(parity.bind(info, sample, refs)),
-        stacked,
-        _grad_positions(info, sample, refs),
-        is_batched,
-        sample.fwd_tol or info.fwd_tol,
-        sample.grad_tol or info.grad_tol,
-        mesh,
-        "vmap",
-    )
+    f = jax.vmap(parity.bind(info, sample, refs))
+    _check_sharded(f, stacked, info, sample, refs, is_batched, mesh, "vmap")
 
 
 @pytest.mark.parametrize("info,sample", batch_cases("sharding"))
@@ -173,16 +165,7 @@ def test_op_on_batch_axis_sharded(info, sample, mesh):
     def is_batched(i, leaf, e):
         return small[i].ndim > 0 and small[i].shape[0] * N_DEVICES == leaf.shape[0]
 
-    _check_sharded(
-        f,
-        values,
-        _grad_positions(info, sample, refs),
-        is_batched,
-        sample.fwd_tol or info.fwd_tol,
-        sample.grad_tol or info.grad_tol,
-        mesh,
-        "sharded",
-    )
+    _check_sharded(f, values, info, sample, refs, is_batched, mesh, "sharded")
 
 
 # ---------------------------------------------------------------- batch_norm, data parallel

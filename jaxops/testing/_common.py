@@ -18,6 +18,13 @@ HALF_TOL = {"float16": Tol(1e-3, 1e-3), "bfloat16": Tol(8e-3, 8e-3)}
 HALF_DTYPES = {"float16": np.float16, "bfloat16": ml_dtypes.bfloat16}
 
 
+def half_sample(dtype: str, args: tuple, kwargs: dict | None = None, *, name: str) -> SampleInput:
+    """A sample in the half dtype ``dtype`` (a key of :data:`HALF_DTYPES`), compared at its
+    :data:`HALF_TOL`, forward and gradient."""
+    tol = HALF_TOL[dtype]
+    return SampleInput(args, kwargs or {}, name=name, fwd_tol=tol, grad_tol=tol)
+
+
 def randn(rng: np.random.Generator, *shape: int, dtype=np.float32) -> np.ndarray:
     """Standard normal values of ``shape`` drawn from ``rng``, as ``dtype`` (float32)."""
     return np.asarray(rng.standard_normal(shape), dtype=dtype)

@@ -56,10 +56,16 @@ def _sample(
     return SampleInput((x, randn(rng, *w_shape)), kwargs, name=name)
 
 
-def _corner_samples(rng, transposed, corners):
-    """The enumerated corners: rows of (input shape, weight shape, name, keyword arguments)."""
-    for x_shape, w_shape, name, kwargs in corners:
-        yield _sample(rng, transposed, x_shape, w_shape, name, **kwargs)
+def _sample_inputs(transposed, corners, count, op_args):
+    """The op's ``sample_inputs``: its enumerated ``corners`` (rows of input shape, weight
+    shape, name, keyword arguments), then ``count`` seeded random configurations."""
+
+    def sample_inputs(rng):
+        for x_shape, w_shape, name, kwargs in corners:
+            yield _sample(rng, transposed, x_shape, w_shape, name, **kwargs)
+        yield from _random_samples(rng, transposed, count, op_args)
+
+    return sample_inputs
 
 
 def _random_samples(rng, transposed, count, op_args):
@@ -290,11 +296,6 @@ def _conv2d_random_args(rng, i, k, groups):
         "padding_mode": mode,
     }
     return hw, kwargs, f"s{stride} p{padding} d{dilation} g{groups} {mode}"
-
-
-def _conv2d_samples(rng):
-    yield from _corner_samples(rng, False, _CONV2D_CORNERS)
-    yield from _random_samples(rng, False, 8, _conv2d_random_args)
 
 
 def _conv2d_errors():
@@ -598,11 +599,6 @@ def _conv_transpose2d_random_args(rng, i, k, groups):
     return hw, kwargs, f"s{stride} p{padding} op{output_padding} d{dilation} g{groups}"
 
 
-def _conv_transpose2d_samples(rng):
-    yield from _corner_samples(rng, True, _CONV_TRANSPOSE2D_CORNERS)
-    yield from _random_samples(rng, True, 7, _conv_transpose2d_random_args)
-
-
 def _conv_transpose2d_errors():
     x = np.zeros((2, 4, 5, 6), np.float32)
     w = np.zeros((4, 3, 3, 3), np.float32)
@@ -737,7 +733,7 @@ OPS = [
         name="conv2d",
         op=jaxops.conv2d,
         ref=_conv2d_ref,
-        sample_inputs=_conv2d_samples,
+        sample_inputs=_sample_inputs(False, _CONV2D_CORNERS, 8, _conv2d_random_args),
         error_inputs=_conv2d_errors,
         formula="out[n,o] = b[o] + sum_c w[o,c] * pad(x)[n,c] (strided, dilated, grouped)",
         torch_name="torch.nn.functional.conv2d / nn.Conv2d(padding_mode)",
@@ -748,7 +744,9 @@ OPS = [
         name="conv_transpose2d",
         op=jaxops.conv_transpose2d,
         ref=_conv_transpose2d_ref,
-        sample_inputs=_conv_transpose2d_samples,
+        sample_inputs=_sample_inputs(
+            True, _CONV_TRANSPOSE2D_CORNERS, 7, _conv_transpose2d_random_args
+        ),
         error_inputs=_conv_transpose2d_errors,
         formula="out = vjp_x(conv2d(x, w, pad=(p, p - output_padding)))(input) + b",
         torch_name="torch.nn.functional.conv_transpose2d / nn.ConvTranspose2d(output_size)",

@@ -11,11 +11,39 @@ import numpy as np
 import jaxops
 from jaxops import _utils
 from jaxops.testing import strategies as S
-from jaxops.testing._common import HALF_DTYPES, HALF_TOL, SPECIALS, import_torch, randn
+from jaxops.testing._common import (
+    HALF_DTYPES,
+    HALF_TOL,
+    SPECIALS,
+    half_sample,
+    import_torch,
+    randn,
+)
 from jaxops.testing.opinfo import ArgRef, DataError, ErrorInput, OpInfo, SampleInput, Tol
 
 # The library's reductions in the order the seeded samples are drawn: the default, "mean", first.
 REDUCTIONS = _utils.REDUCTIONS[1:] + _utils.REDUCTIONS[:1]
+
+# ---------------------------------------------------------------- shared by both losses
+
+
+def _reduction_error(op: str, x: np.ndarray, target: np.ndarray) -> ErrorInput:
+    """An unknown reduction, which both losses check first (``_utils.check_reduction``)."""
+    return ErrorInput(
+        SampleInput((x, target), {"reduction": "avg"}),
+        ValueError,
+        rf"jaxops\.{op}: reduction \(='avg'\) must be one of",
+    )
+
+
+def _integer_input_error(x: np.ndarray, target: np.ndarray) -> ErrorInput:
+    """``x`` as int32: both losses take floating inputs only (``_utils.check_floating``)."""
+    return ErrorInput(
+        SampleInput((x.astype(np.int32), target)),
+        TypeError,
+        r"input must have a floating dtype, got int32",
+    )
+
 
 # ---------------------------------------------------------------- cross_entropy
 
@@ -177,21 +205,18 @@ def _cross_entropy_samples(rng):
             f"empty prob {reduction}",
             reduction=reduction,
         )
-    for dtype, tol in HALF_TOL.items():
-        half = HALF_DTYPES[dtype]
-        yield SampleInput(
+    for dtype, half in HALF_DTYPES.items():
+        yield half_sample(
+            dtype,
             (randn(rng, 6, c).astype(half), rng.integers(0, c, 6)),
             {"label_smoothing": 0.1},
             name=f"{dtype} index",
-            fwd_tol=tol,
-            grad_tol=tol,
         )
-        yield SampleInput(
+        yield half_sample(
+            dtype,
             (randn(rng, 3, c, 2).astype(half), _probs(rng, (3, c, 2)).astype(half)),
             {"reduction": "none"},
             name=f"{dtype} prob",
-            fwd_tol=tol,
-            grad_tol=tol,
         )
     for i in range(6):
         ndim = int(rng.integers(1, 5))
@@ -237,22 +262,13 @@ def _cross_entropy_errors():
     x = np.zeros((4, 5), np.float32)
     t = np.zeros(4, np.int64)
     p = np.full((4, 5), 0.2, np.float32)
-    fail = r"jaxops\.cross_entropy: "
-    yield ErrorInput(
-        SampleInput((x, t), {"reduction": "avg"}),
-        ValueError,
-        fail + r"reduction \(='avg'\) must be one of",
-    )
+    yield _reduction_error("cross_entropy", x, t)
     yield ErrorInput(
         SampleInput((np.float32(1.0), np.int64(0))),
         ValueError,
         r"input must have shape \(C\), \(N, C\) or \(N, C, d1, \.\.\.\), got shape \(\)",
     )
-    yield ErrorInput(
-        SampleInput((x.astype(np.int32), t)),
-        TypeError,
-        r"input must have a floating dtype, got int32",
-    )
+    yield _integer_input_error(x, t)
     yield ErrorInput(
         SampleInput((x, np.zeros(3, np.int64))),
         ValueError,
@@ -566,11 +582,7 @@ def _mse_ref(input, target, reduction="mean", weight=None):
 
 def _mse_errors():
     x = np.zeros((2, 3), np.float32)
-    yield ErrorInput(
-        SampleInput((x, x), {"reduction": "avg"}),
-        ValueError,
-        r"jaxops\.mse_loss: reduction \(='avg'\) must be one of",
-    )
+    yield _reduction_error("mse_loss", x, x)
     yield ErrorInput(
         SampleInput((x, np.zeros((4,), np.float32))),
         ValueError,
@@ -581,11 +593,7 @@ def _mse_errors():
         ValueError,
         r"weight shape \(3,\) must equal input shape \(2, 3\)",
     )
-    yield ErrorInput(
-        SampleInput((np.zeros((2, 3), np.int32), x)),
-        TypeError,
-        r"input must have a floating dtype, got int32",
-    )
+    yield _integer_input_error(x, x)
 
 
 OPS = [
@@ -595,9 +603,9 @@ OPS = [
         ref=_cross_entropy_ref,
         sample_inputs=_cross_entropy_samples,
         error_inputs=_cross_entropy_errors,
+        data_errors=CROSS_ENTROPY_DATA_ERRORS,
         grad_args=(0,),
         batch_args=_cross_entropy_batch_args,
-        data_errors=CROSS_ENTROPY_DATA_ERRORS,
         formula="l_n = (1-e) w_y (-log p_y) + e/C sum_c w_c (-log p_c); mean over sum w_y",
         # A log-sum-exp and short reductions, summed in a different order than torch.
         fwd_tol=Tol(1e-5, 1e-6),

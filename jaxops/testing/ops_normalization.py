@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 
 import jaxops
-from jaxops.testing._common import HALF_DTYPES, HALF_TOL, batch_axis, import_torch, randn
+from jaxops.testing._common import HALF_DTYPES, batch_axis, half_sample, import_torch, randn
 from jaxops.testing.opinfo import ErrorInput, OpInfo, SampleInput, Tol
 
 # ---------------------------------------------------------------- batch_norm
@@ -119,22 +119,19 @@ def _batch_norm_samples(rng):
             dict(_affine(rng, 3), training=training),
             name=f"empty 1-D input {training}",
         )
-    for dtype, tol in HALF_TOL.items():
-        half = HALF_DTYPES[dtype]
+    for dtype, half in HALF_DTYPES.items():
         # Half input with float32 parameters (torch's mixed mode) and all-half.
-        yield SampleInput(
+        yield half_sample(
+            dtype,
             (randn(rng, 4, 3, 5).astype(half), *_stats(rng, 3)),
             dict(_affine(rng, 3), training=True),
             name=f"{dtype} input, float32 params",
-            fwd_tol=tol,
-            grad_tol=tol,
         )
-        yield SampleInput(
+        yield half_sample(
+            dtype,
             (randn(rng, 4, 3, 5).astype(half), *_stats(rng, 3, half)),
             dict(_affine(rng, 3, half), training=False),
             name=f"{dtype} eval",
-            fwd_tol=tol,
-            grad_tol=tol,
         )
     for i in range(6):
         ndim = int(rng.integers(2, 6))

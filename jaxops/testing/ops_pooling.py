@@ -7,7 +7,15 @@ import dataclasses
 import numpy as np
 
 import jaxops
-from jaxops.testing._common import EXACT, HALF_DTYPES, HALF_TOL, batch_axis, import_torch, randn
+from jaxops.testing._common import (
+    EXACT,
+    HALF_DTYPES,
+    HALF_TOL,
+    batch_axis,
+    half_sample,
+    import_torch,
+    randn,
+)
 from jaxops.testing.opinfo import DataError, ErrorInput, Lowering, OpInfo, SampleInput, Tol
 
 
@@ -527,11 +535,9 @@ def _avg_pool_samples(rng):
         {"count_include_pad": False},
         name="int64: truncating division",
     )
-    for dtype, tol in HALF_TOL.items():
-        x = randn(rng, 2, 2, 6, 7).astype(HALF_DTYPES[dtype])
-        yield SampleInput(
-            (x, 3, 2, 1), {"count_include_pad": False}, name=dtype, fwd_tol=tol, grad_tol=tol
-        )
+    for dtype, half in HALF_DTYPES.items():
+        x = randn(rng, 2, 2, 6, 7).astype(half)
+        yield half_sample(dtype, (x, 3, 2, 1), {"count_include_pad": False}, name=dtype)
     for i in range(8):
         yield _random_avg_pool(rng, f"random {i}")
 

@@ -296,28 +296,35 @@ def _strategy(align):
     return strategy
 
 
-# What the two RoI ops share: the map is differentiable (boxes are not, as in
-# torchvision), batches of maps and of box sets both vmap, boxes keep their dtype.
-_SHARED = dict(
-    grad_args=(0,),
-    vmap_args=(0, 1),
-    batch_args=batch_axis(0, ndim=4),
-    dtype_deviations=BOXES_DTYPE,
-)
+def _roi_op(op, **fields) -> OpInfo:
+    """The entry of the RoI op ``op``: its own ``fields``, and what the two ops share. The map
+    is differentiable (boxes are not, as in torchvision), batches of maps and of box sets both
+    vmap, boxes keep their dtype; one generator makes the error inputs and one the hypothesis
+    strategy of both ops, given the op's name."""
+    name = op.__name__
+    return OpInfo(
+        name=name,
+        op=op,
+        error_inputs=lambda: _errors(name),
+        grad_args=(0,),
+        vmap_args=(0, 1),
+        batch_args=batch_axis(0, ndim=4),
+        dtype_deviations=BOXES_DTYPE,
+        strategy=_strategy(align=name == "roi_align"),
+        **fields,
+    )
+
 
 OPS = [
-    OpInfo(
-        name="roi_pool",
-        op=jaxops.roi_pool,
+    _roi_op(
+        jaxops.roi_pool,
         ref=_pool_ref,
         sample_inputs=_pool_samples,
-        error_inputs=lambda: _errors("roi_pool"),
         formula="out[k,c,i,j] = max over bin (first max wins, NaN never)",
-        data_errors=ROI_POOL_DATA_ERRORS,
-        **_SHARED,
         # A max moves values, computes none; the gradient sums at most a few cotangents.
         fwd_tol=EXACT,
         grad_tol=Tol(1e-6, 1e-6),
+        data_errors=ROI_POOL_DATA_ERRORS,
         torch_name="torchvision.ops.roi_pool",
         lowering=Lowering(
             scatter={
@@ -325,21 +332,16 @@ OPS = [
                 "(torchvision's backward is an atomicAdd too)"
             }
         ),
-        strategy=_strategy(False),
     ),
-    OpInfo(
-        name="roi_align",
-        op=jaxops.roi_align,
+    _roi_op(
+        jaxops.roi_align,
         ref=_align_ref,
         sample_inputs=_align_samples,
-        error_inputs=lambda: _errors("roi_align"),
         formula="out = mean over samples of bilinear(x, s) = My X Mx^T / count",
-        data_errors=ROI_ALIGN_DATA_ERRORS,
-        **_SHARED,
         # Sums of up to a few hundred bilinear terms, in a different order from torchvision's.
         fwd_tol=Tol(1e-5, 1e-6),
         grad_tol=Tol(1e-5, 1e-6),
+        data_errors=ROI_ALIGN_DATA_ERRORS,
         torch_name="torchvision.ops.roi_align",
-        strategy=_strategy(True),
     ),
 ]
