@@ -305,46 +305,22 @@ def _cross_entropy_errors():
         r"target with the input's shape \(4, 5\) holds class probabilities "
         r"and must have a floating dtype, got int",
     )
-    yield ErrorInput(
-        SampleInput((x, t), {"weight": np.ones(4, np.float32)}),
-        ValueError,
-        r"weight should have one element per class \(5,\) or be None, got shape \(4,\)",
-    )
-    yield ErrorInput(
-        SampleInput((x, p), {"weight": np.ones((5, 1), np.float32)}),
-        ValueError,
-        r"weight should have one element per class \(5,\) or be None, got shape \(5, 1\)",
-    )
-    yield ErrorInput(
-        SampleInput((x, t), {"weight": np.ones(5, np.int32)}),
-        TypeError,
-        r"weight must have a floating dtype, got int32",
-    )
-    yield ErrorInput(
-        SampleInput((x, t), {"label_smoothing": 1.5}),
-        ValueError,
-        r"label_smoothing \(=1\.5\) must be between 0\.0 and 1\.0",
-    )
-    yield ErrorInput(
-        SampleInput((x, p), {"label_smoothing": -0.1}),
-        ValueError,
-        r"label_smoothing \(=-0\.1\) must be between 0\.0 and 1\.0",
-    )
-    yield ErrorInput(
-        SampleInput((x, t), {"label_smoothing": "0.1"}),
-        TypeError,
-        r"label_smoothing must be a float, got '0\.1'",
-    )
-    yield ErrorInput(
-        SampleInput((x, p), {"ignore_index": 0}),
-        ValueError,
-        r"ignore_index \(=0\) is not supported for class-probability targets",
-    )
-    yield ErrorInput(
-        SampleInput((x, t), {"ignore_index": 1.0}),
-        TypeError,
-        r"ignore_index must be an int, got 1\.0",
-    )
+    # Keyword arguments torch rejects, with a class-index (t) or probability (p) target:
+    # (target, keywords, error, message).
+    per_class = r"weight should have one element per class \(5,\) or be None, got shape "
+    smoothing = r"label_smoothing \(={}\) must be between 0\.0 and 1\.0"
+    bad_keywords = [
+        (t, {"weight": np.ones(4, np.float32)}, ValueError, per_class + r"\(4,\)"),
+        (p, {"weight": np.ones((5, 1), np.float32)}, ValueError, per_class + r"\(5, 1\)"),
+        (t, {"weight": np.ones(5, np.int32)}, TypeError, r"weight must have a floating dtype"),
+        (t, {"label_smoothing": 1.5}, ValueError, smoothing.format(r"1\.5")),
+        (p, {"label_smoothing": -0.1}, ValueError, smoothing.format(r"-0\.1")),
+        (t, {"label_smoothing": "0.1"}, TypeError, r"label_smoothing must be a float, got '0\.1'"),
+        (p, {"ignore_index": 0}, ValueError, r"ignore_index \(=0\) is not supported for"),
+        (t, {"ignore_index": 1.0}, TypeError, r"ignore_index must be an int, got 1\.0"),
+    ]
+    for target, keywords, error, message in bad_keywords:
+        yield ErrorInput(SampleInput((x, target), keywords), error, message)
     yield ErrorInput(SampleInput(([[0.0, 1.0]], t)), TypeError, r"input must be an array, got list")
 
 
