@@ -16,8 +16,9 @@ How XLA computes it is chosen per backend (:mod:`jaxops._platform`):
   hands to cuDNN (choosing the layout itself) and XLA:TPU to its convolution
   unit. ``conv_transpose2d`` is the vjp of that conv (cuDNN's backward-data);
   weight gradients are JAX's own transposes, again convolutions.
-- **cpu**: stride-phase decomposition, row-by-row im2col matmuls and per-tap
-  weight gradients, chosen by timing XLA:CPU (:mod:`jaxops._cpu.conv`).
+- **cpu**: stride-phase decomposition, NHWC Eigen convolutions, and weight
+  gradients as im2col matmuls (row by row) or per-tap matmuls, chosen by
+  timing XLA:CPU (:mod:`jaxops._cpu.conv`).
 """
 
 from __future__ import annotations

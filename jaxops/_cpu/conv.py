@@ -16,14 +16,16 @@ XLA:CPU and are not what XLA:GPU or XLA:TPU run well (they never see them):
 - **Depthwise convolutions** (one input channel per group) are shifted
   multiply-adds, one per kernel tap, fused into a single loop; XLA:CPU would
   otherwise loop over the groups.
-- Dense and grouped convolutions run in NHWC/HWIO (XLA:CPU's native layout).
-- **Dense (ungrouped) convolutions are matmuls**: im2col of one output row at a
-  time, ``(N * W_out, kh * kw * C) @ (kh * kw * C, O)``, about 1.5x faster than
-  XLA:CPU's own convolution. The custom JVP's input tangent is the transpose
-  of an explicit input gradient written as Eigen convolutions (kernel flipped
-  into HWIO; JAX's own transpose would give XLA:CPU's naive loop), and the
-  weight tangent the transposed matmul orientation, so the weight gradient is
-  a row-by-row ``(O, N * W_out) @ (N * W_out, K)`` accumulation.
+- Dense and grouped convolutions run in NHWC/HWIO (XLA:CPU's native layout),
+  as Eigen convolutions, forward and input gradient alike. The custom JVP's
+  input tangent is the transpose of an explicit input gradient with the kernel
+  flipped into HWIO (JAX's own transpose would give XLA:CPU's naive loop).
+- **Stride-1 dense weight gradients are matmuls**: the weight tangent is an
+  im2col matmul, one output row at a time, whose transpose accumulates the
+  weight gradient row by row, ``(O, N * W_out) @ (N * W_out, K)``; XLA:CPU's
+  weight-gradient convolution is several times slower. (An im2col forward,
+  measured against Eigen's on ResNet-18's layers, was slower and doubled the
+  compile time.)
 - Weight gradients of strided, grouped and transposed convs are one matmul per
   kernel tap (:func:`_conv_taps`), where XLA:CPU's own weight-gradient
   convolutions take a slow generic loop.
@@ -193,18 +195,20 @@ def _depthwise_s1_jvp(pads, dilation, primals, tangents):
 _depthwise_s1.defjvp(_depthwise_s1_jvp, symbolic_zeros=True)
 
 
-def _matmul_conv(x, w, dilation, channels_first=False):
-    """Stride-1 VALID conv of NHWC ``x`` with HWIO ``w`` as im2col + matmul, one output row
-    at a time.
+# Outputs of at most this many positions per image take the weight gradient as one
+# im2col matmul: a row loop of so few rows costs more (run and compile) than it saves.
+_ONE_MATMUL_MAX_POSITIONS = 64
 
-    XLA:CPU's matmul runs about twice as fast as its convolution, and one output
-    row's patch matrix, ``(N * W_out, kh * kw * C)``, stays in cache where the
-    whole output's would go out to memory. The loop runs over rows, not images,
-    so a batch-sharded input stays sharded.
 
-    Returns NCHW. ``channels_first`` orients each row's matmul as
-    ``(O, K) @ (K, N * W_out)``: slower forward, but its transpose with respect to
-    ``w`` (the weight gradient, accumulated row by row) is the fast orientation.
+def _im2col_weight_term(x, w, dilation):
+    """Stride-1 VALID conv of NHWC ``x`` with HWIO ``w`` as im2col + matmul, written for its
+    transpose with respect to ``w``: the weight gradient as matmuls. Returns NCHW.
+
+    Each matmul is oriented ``(O, K) @ (K, M)``, whose transpose is the fast
+    ``(O, M) @ (M, K)`` accumulation. Large outputs run one output row at a time
+    (``M = N * W_out``): one row's patch matrix stays in cache where the whole
+    output's would go out to memory, and the loop runs over rows, not images, so
+    a batch-sharded input stays sharded. Small outputs run as one matmul.
     """
     n = x.shape[0]
     kh, kw, ci, co = w.shape
@@ -213,25 +217,31 @@ def _matmul_conv(x, w, dilation, channels_first=False):
     wo = x.shape[2] - (kw - 1) * dw
     k = kh * kw * ci
     wm = w.reshape(k, co)
-    hi = lax.Precision.HIGHEST
 
-    def row(r):  # output row r: (N, W_out, O), or (O, N, W_out) with channels_first
-        xs = lax.dynamic_slice_in_dim(x, r, (kh - 1) * dh + 1, axis=1)
+    def rows(xs, count):  # output rows [r, r + count) of the rows xs: (O, N, count, W_out)
         cols = jnp.concatenate(
-            [xs[:, i * dh, j * dw : j * dw + wo] for i in range(kh) for j in range(kw)], axis=-1
-        ).reshape(n * wo, k)
-        if channels_first:
-            return lax.dot_general(wm, cols, (((0,), (1,)), ((), ())), precision=hi).reshape(
-                co, n, wo
-            )
-        return lax.dot(cols, wm, precision=hi).reshape(n, wo, co)
+            [
+                xs[:, i * dh : i * dh + count, j * dw : j * dw + wo]
+                for i in range(kh)
+                for j in range(kw)
+            ],
+            axis=-1,
+        ).reshape(n * count * wo, k)
+        y = lax.dot_general(wm, cols, (((0,), (1,)), ((), ())), precision=lax.Precision.HIGHEST)
+        return y.reshape(co, n, count, wo)
+
+    if ho * wo <= _ONE_MATMUL_MAX_POSITIONS:
+        return rows(x, ho).transpose(1, 0, 2, 3)
+
+    def row(r):
+        return rows(lax.dynamic_slice_in_dim(x, r, (kh - 1) * dh + 1, axis=1), 1)[:, :, 0]
 
     # Rebuild the patches when transposing rather than keep them all as residuals.
-    y = lax.map(jax.checkpoint(row), jnp.arange(ho))
-    return y.transpose(2, 1, 0, 3) if channels_first else y.transpose(1, 3, 0, 2)
+    y = lax.map(jax.checkpoint(row), jnp.arange(ho))  # (H_out, O, N, W_out)
+    return y.transpose(2, 1, 0, 3)
 
 
-def _conv_dense(x, w, stride, pads, dilation, groups, matmul=False):
+def _conv_dense(x, w, stride, pads, dilation, groups):
     """Dense/grouped conv, NCHW in and out, as a sum of stride-1 NHWC convs over stride phases."""
     n = x.shape[0]
     kh, kw = w.shape[2:]
@@ -268,10 +278,7 @@ def _conv_dense(x, w, stride, pads, dilation, groups, matmul=False):
                 )
             ]
         for piece, kernel in parts:
-            if matmul and groups == 1:
-                y = _matmul_conv(piece, kernel, (dil_h, dil_w)).transpose(0, 2, 3, 1)
-            else:
-                y = _valid_conv(piece, kernel, (dil_h, dil_w), groups)
+            y = _valid_conv(piece, kernel, (dil_h, dil_w), groups)
             out = y if out is None else out + y
     return out.transpose(0, 3, 1, 2)
 
@@ -415,19 +422,17 @@ def _bilinear_tangent(y, dx, dw, input_grad, weight_term):
     return dy
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5, 6))
-def _conv_fast(x, w, stride, pads, dilation, groups, matmul=True):
-    return _conv_dense(x, w, stride, pads, dilation, groups, matmul)
+@functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
+def _conv_fast(x, w, stride, pads, dilation, groups):
+    return _conv_dense(x, w, stride, pads, dilation, groups)
 
 
-def _conv_fast_jvp(stride, pads, dilation, groups, matmul, primals, tangents):
-    # Bilinear: d(x * w) = dx * w + x * dw. The value is computed as matmuls (dense
-    # convs); the dx term is built so that its transpose (the input gradient) is a set
-    # of Eigen convolutions, where the matmul form's would be a slow scatter of patches.
-    # The dw term is written per tap so that its transpose, the weight gradient, is a
-    # set of matmuls.
+def _conv_fast_jvp(stride, pads, dilation, groups, primals, tangents):
+    # Bilinear: d(x * w) = dx * w + x * dw. The dx term is built so that its transpose
+    # (the input gradient) is a set of Eigen convolutions, the dw term so that its
+    # transpose, the weight gradient, is a set of matmuls.
     (x, w), (dx, dw) = primals, tangents
-    y = _conv_fast(x, w, stride, pads, dilation, groups, matmul)
+    y = _conv_fast(x, w, stride, pads, dilation, groups)
     # Reverse mode runs the explicit input gradient (Eigen convolutions) rather than JAX's
     # transpose of the convolution.
     input_grad = functools.partial(
@@ -441,9 +446,9 @@ def _conv_fast_jvp(stride, pads, dilation, groups, matmul, primals, tangents):
     )
 
     def weight_term(dw):
-        if matmul and groups == 1 and stride == (1, 1) and min(pads[0] + pads[1]) >= 0:
+        if groups == 1 and stride == (1, 1) and min(pads[0] + pads[1]) >= 0:
             xp = _pad_zeros(x.transpose(0, 2, 3, 1), pads, (1, 2))
-            return _matmul_conv(xp, dw.transpose(2, 3, 1, 0), dilation, channels_first=True)
+            return _im2col_weight_term(xp, dw.transpose(2, 3, 1, 0), dilation)
         return _conv_taps(x, dw, stride, pads, dilation, groups)
 
     return y, _bilinear_tangent(y, dx, dw, input_grad, weight_term)
