@@ -15,7 +15,8 @@ memory per implementation and a parity check against torch, listed under the
 table.
 
 Writes, under --out (default benchmarks/results/), with the stem "bench"
-("bench-quick" for --quick, so a quick run never overwrites a full one):
+("bench-quick" for --quick, "bench-tuned-malloc" for --tuned-malloc, so such a run
+never overwrites the default one):
   <stem>.json  every statistic, with the machine (CPU, cores, versions, date)
   <stem>.png   the jaxops/torch time ratio per op and mode (log scale)
   <stem>.md    the table in Markdown, as shown in the README
@@ -433,7 +434,9 @@ def main(argv: list[str] | None = None) -> int:
         help="where the JSON, PNG and Markdown go (default benchmarks/results/)",
     )
     parser.add_argument(
-        "--name", metavar="STEM", help='file stem (default "bench", or "bench-quick" with --quick)'
+        "--name",
+        metavar="STEM",
+        help='file stem (default "bench"; "-tuned-malloc", "-quick" appended for those runs)',
     )
     parser.add_argument("--no-chart", action="store_true", help="skip the PNG")
     parser.add_argument(
@@ -535,7 +538,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     stem = args.name or (
-        "bench" + ("-gpu" if args.device == "gpu" else "") + ("-quick" if args.quick else "")
+        "bench"
+        + ("-gpu" if args.device == "gpu" else "")
+        + ("-tuned-malloc" if args.tuned_malloc else "")
+        + ("-quick" if args.quick else "")
     )
     paths = {"json": args.out / f"{stem}.json", "md": args.out / f"{stem}.md"}
     paths["json"].write_text(
