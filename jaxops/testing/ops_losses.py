@@ -309,14 +309,16 @@ def _cross_entropy_errors():
     # (target, keywords, error, message).
     per_class = r"weight should have one element per class \(5,\) or be None, got shape "
     smoothing = r"label_smoothing \(={}\) must be between 0\.0 and 1\.0"
+    int_weight = r"weight must have a floating dtype, got int32"
+    no_ignore = r"ignore_index \(=0\) is not supported for class-probability targets"
     bad_keywords = [
         (t, {"weight": np.ones(4, np.float32)}, ValueError, per_class + r"\(4,\)"),
         (p, {"weight": np.ones((5, 1), np.float32)}, ValueError, per_class + r"\(5, 1\)"),
-        (t, {"weight": np.ones(5, np.int32)}, TypeError, r"weight must have a floating dtype"),
+        (t, {"weight": np.ones(5, np.int32)}, TypeError, int_weight),
         (t, {"label_smoothing": 1.5}, ValueError, smoothing.format(r"1\.5")),
         (p, {"label_smoothing": -0.1}, ValueError, smoothing.format(r"-0\.1")),
         (t, {"label_smoothing": "0.1"}, TypeError, r"label_smoothing must be a float, got '0\.1'"),
-        (p, {"ignore_index": 0}, ValueError, r"ignore_index \(=0\) is not supported for"),
+        (p, {"ignore_index": 0}, ValueError, no_ignore),
         (t, {"ignore_index": 1.0}, TypeError, r"ignore_index must be an int, got 1\.0"),
     ]
     for target, keywords, error, message in bad_keywords:
