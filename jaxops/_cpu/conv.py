@@ -88,6 +88,27 @@ def _out_size(size: int, k: int, s: int, d: int, lo: int, hi: int) -> int:
     return (size + lo + hi - d * (k - 1) - 1) // s + 1
 
 
+def _present(t) -> bool:
+    return not isinstance(t, jax.custom_derivatives.SymbolicZero)
+
+
+def _bilinear_tangent(y, dx, dw, input_grad, weight_term):
+    """The tangent ``dx * w + x * dw`` of a convolution ``y = x * w``, bilinear in (x, w).
+
+    The ``dx`` term is written as the transpose of ``input_grad`` (a linear map from
+    ``y``-shaped cotangents to ``x``-shaped ones), so that reverse mode transposes it
+    back and runs ``input_grad`` itself, a formulation chosen for speed, rather than
+    JAX's transpose of the forward; ``weight_term(dw)`` is the ``dw`` term, likewise
+    written for a fast transpose (the weight gradient). Symbolic-zero tangents add nothing.
+    """
+    dy = jnp.zeros_like(y)
+    if _present(dx):
+        dy = jax.linear_transpose(input_grad, jax.ShapeDtypeStruct(y.shape, y.dtype))(dx)[0]
+    if _present(dw):
+        dy = dy + weight_term(dw)
+    return dy
+
+
 def _conv_depthwise(x, w, stride, pads, dilation):
     """Depthwise conv (NCHW input, weight (C*m, 1, kH, kW)) as one shifted multiply-add per tap."""
     n, c, h, wd = x.shape
@@ -399,27 +420,6 @@ def _conv_taps(x, w, stride, pads, dilation, groups):
 
 def _is_depthwise(x, w, groups) -> bool:
     return groups > 1 and groups == x.shape[1] and w.shape[1] == 1
-
-
-def _present(t) -> bool:
-    return not isinstance(t, jax.custom_derivatives.SymbolicZero)
-
-
-def _bilinear_tangent(y, dx, dw, input_grad, weight_term):
-    """The tangent ``dx * w + x * dw`` of a convolution ``y = x * w``, bilinear in (x, w).
-
-    The ``dx`` term is written as the transpose of ``input_grad`` (a linear map from
-    ``y``-shaped cotangents to ``x``-shaped ones), so that reverse mode transposes it
-    back and runs ``input_grad`` itself, a formulation chosen for speed, rather than
-    JAX's transpose of the forward; ``weight_term(dw)`` is the ``dw`` term, likewise
-    written for a fast transpose (the weight gradient). Symbolic-zero tangents add nothing.
-    """
-    dy = jnp.zeros_like(y)
-    if _present(dx):
-        dy = jax.linear_transpose(input_grad, jax.ShapeDtypeStruct(y.shape, y.dtype))(dx)[0]
-    if _present(dw):
-        dy = dy + weight_term(dw)
-    return dy
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(2, 3, 4, 5))
