@@ -27,11 +27,13 @@ per backend (:mod:`jaxops._platform`):
   doubling step written out and always at full depth (``floor(log2(H)) + 1`` x
   ``floor(log2(W)) + 1`` levels, which serves any bin: no loop, no branch on the
   data); roi_align's NaN/inf pattern computed always, from 0/1 flags in
-  bfloat16 contractions (exact at any precision), and its
-  contractions at the ``precision`` asked for (``Precision.HIGHEST`` by default).
+  bfloat16 contractions (exact at any precision), its contractions at the
+  ``precision`` asked for (``Precision.HIGHEST`` by default), over all RoIs at
+  once unless the intermediate would pass 256 MiB (then chunks of RoIs in a loop).
 - **cpu**: roi_pool's table built by ``scan`` only as deep as the longest bin
-  needs (a ``switch`` over three depths), roi_align's pattern behind a ``cond``
-  on a finite map (:mod:`jaxops._cpu.roi`).
+  needs (a ``switch`` over three depths); roi_align over cache-sized chunks of
+  RoIs of one image each, its pattern behind a ``cond`` on a finite image
+  (:mod:`jaxops._cpu.roi`).
 
 Both compute the same values (roi_pool bit for bit, gradient included; roi_align
 up to the order in which its contractions sum).
@@ -540,11 +542,8 @@ def _portable_hit(b, precision):
     return hit
 
 
-@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
-def _align_linear(form: str, precision, x, b, my, mx, count, masks):
-    """The linear map with torchvision's NaN/inf pattern in the primal. ``form``:
-    ``"cpu"`` (the pattern behind a ``cond`` on a finite map, ``Precision.DEFAULT``)
-    or ``"portable"`` (the pattern always, at ``precision``)."""
+def _align_chunk(form: str, precision, x, b, my, mx, count, masks):
+    """The linear map with torchvision's NaN/inf pattern, for one chunk of RoIs."""
     finite = jnp.isfinite(x)
     if form == "cpu":
         out = _apply(jnp.where(finite, x, 0), b, my, mx) / count
@@ -557,12 +556,107 @@ def _align_linear(form: str, precision, x, b, my, mx, count, masks):
     return _nonfinite_pattern(x, b, masks, _portable_hit(b, precision), out)
 
 
+def _over_chunks(fn, x: jax.Array, image, used, b: jax.Array, per_roi) -> jax.Array:
+    """``fn(x, b, *per_roi)`` for each chunk of RoIs (the leading axis of ``b`` and of
+    ``per_roi``), stacked. With ``image`` (one index per chunk; None: every chunk sees
+    all of ``x``), ``fn`` sees only that image, and chunks not ``used`` are skipped."""
+    if image is None:
+        if b.shape[0] == 1:
+            return fn(x, b[0], *jax.tree.map(lambda a: a[0], per_roi))[None]
+        return lax.map(lambda args: fn(x, args[0], *args[1]), (b, per_roi))
+
+    if b.shape[0] == 1:  # one chunk, in use (there is a RoI)
+        first = jax.tree.map(lambda a: a[0], per_roi)
+        return fn(lax.dynamic_slice_in_dim(x, image[0], 1), b[0], *first)[None]
+
+    def chunk(args):
+        i, in_use, b, per_roi = args
+        run = lambda: fn(lax.dynamic_slice_in_dim(x, i, 1), b, *per_roi)  # noqa: E731
+        return lax.cond(in_use, run, lambda: jnp.zeros(shape, x.dtype))
+
+    first = jax.tree.map(lambda a: a[0], per_roi)
+    shape = jax.eval_shape(lambda: fn(x[:1], b[0], *first)).shape
+    return lax.map(chunk, (image, used, b, per_roi))
+
+
+@functools.partial(jax.custom_jvp, nondiff_argnums=(0, 1))
+def _align_linear(form: str, precision, x, image, used, b, my, mx, count, masks):
+    """The linear map with torchvision's NaN/inf pattern in the primal, per chunk of RoIs
+    (see :func:`_over_chunks`; per-RoI arguments and result are ``(chunks, rois, ...)``).
+    ``form``: ``"cpu"`` (the pattern behind a ``cond`` on a finite map,
+    ``Precision.DEFAULT``) or ``"portable"`` (the pattern always, at ``precision``)."""
+    chunk = functools.partial(_align_chunk, form, precision)
+    return _over_chunks(chunk, x, image, used, b, (my, mx, count, masks))
+
+
 @_align_linear.defjvp
 def _align_linear_jvp(form, precision, primals, tangents):
-    x, b, my, mx, count, masks = primals
-    dx = tangents[0]
-    tangent = _apply(dx, b, my, mx, None if form == "cpu" else precision) / count
-    return _align_linear(form, precision, x, b, my, mx, count, masks), tangent
+    x, image, used, b, my, mx, count, masks = primals
+    prec = None if form == "cpu" else precision
+
+    def chunk(dx, b, my, mx, count):
+        return _apply(dx, b, my, mx, prec) / count
+
+    tangent = _over_chunks(chunk, tangents[0], image, used, b, (my, mx, count))
+    return _align_linear(form, precision, *primals), tangent
+
+
+# The portable formulation's bound on the separable map's ``(RoIs, out_h, C, W)``
+# intermediate: below it, one set of contractions over all RoIs (what GPUs and TPUs
+# run best); above it, chunks of RoIs in a loop, so memory stays bounded for many
+# RoIs on a large map (K=4096 on a 256-channel 200x200 map would need ~6 GiB each).
+_ALIGN_CHUNK_BYTES = 256 << 20
+
+
+def _rois_per_chunk(budget: int, x: jax.Array, out_h: int, k: Any) -> int | None:
+    """How many RoIs keep one ``(RoIs, out_h, C, W)`` intermediate within ``budget``
+    bytes; None for no chunks (no RoI, or a symbolic shape of ``jax.export``)."""
+    if not all(isinstance(d, int) for d in (k, *x.shape)) or k == 0:
+        return None
+    _, c, _, w = x.shape
+    return max(1, budget // max(1, out_h * c * w * x.dtype.itemsize))
+
+
+def _split(size: int, k: int):
+    """Chunks of at most ``size`` of ``k`` RoIs, in order: ``(arrange, restore)``, where
+    ``arrange`` lays a per-RoI array out as ``(chunks, rois, ...)`` and ``restore`` undoes
+    it on a result."""
+    chunks = max(1, -(-k // size))
+    size = -(-k // chunks)  # balanced: the last chunk is at most chunks - 1 short
+
+    def arrange(a):  # the last RoI repeated into the padding: finite, dropped by restore
+        a = jnp.pad(a, [(0, chunks * size - k)] + [(0, 0)] * (a.ndim - 1), mode="edge")
+        return a.reshape((chunks, size) + a.shape[1:])
+
+    def restore(out):
+        return out.reshape((chunks * size,) + out.shape[2:])[:k]
+
+    return arrange, restore
+
+
+def _one_chunk(form: str, precision, x, b, *per_roi):
+    chunked = jax.tree.map(lambda a: a[None], (b, *per_roi))
+    return _align_linear(form, precision, x, None, None, *chunked)[0]
+
+
+def _align_portable(budget: int, precision, x, b, my, mx, count, masks):
+    size = _rois_per_chunk(budget, x, my.shape[1], b.shape[0])
+    if size is None:
+        return _one_chunk("portable", precision, x, b, my, mx, count, masks)
+    arrange, restore = _split(size, b.shape[0])
+    chunked = jax.tree.map(arrange, (b, my, mx, count, masks))
+    return restore(_align_linear("portable", precision, x, None, None, *chunked))
+
+
+def _align_cpu(budget: int, precision, x, b, my, mx, count, masks):
+    size = _rois_per_chunk(budget, x, my.shape[1], b.shape[0])
+    if size is None:
+        return _one_chunk("cpu", precision, x, b, my, mx, count, masks)
+    layout = _cpu.ImageChunks.of(b, x.shape[0], size)
+    chunked = jax.tree.map(layout.arrange, (my, mx, count, masks))
+    b0 = jnp.zeros(layout.used.shape + (layout.size,), jnp.int32)  # x is one image per chunk
+    out = _align_linear("cpu", precision, x, layout.image, layout.used, b0, *chunked)
+    return layout.restore(out)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -607,8 +701,8 @@ def _roi_align(x, rois, cfg: _Align):
         mx,
         count,
         masks,
-        cpu=functools.partial(_align_linear, "cpu", cfg.precision),
-        portable=functools.partial(_align_linear, "portable", cfg.precision),
+        cpu=functools.partial(_align_cpu, _cpu.ALIGN_CHUNK_BYTES, cfg.precision),
+        portable=functools.partial(_align_portable, _ALIGN_CHUNK_BYTES, cfg.precision),
     )
     return jnp.where(valid[:, None, None, None], out, jnp.nan)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -239,3 +241,50 @@ def test_roi_align_precision_is_keyword_only_and_checked():
         jaxops.roi_align(x, b, 1, precision="fastest")
     for p in (None, "highest", jax.lax.Precision.HIGH, ("high", "highest")):
         np.testing.assert_allclose(jaxops.roi_align(x, b, 1, sampling_ratio=2, precision=p), 1.0)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"sampling_ratio": 2, "aligned": True}])
+@pytest.mark.parametrize("form", ["cpu", "portable"])
+def test_roi_align_in_small_chunks_matches_one_chunk(form, kwargs, monkeypatch):
+    """roi_align runs its RoIs in chunks (CPU: of one image each; portable: only past a
+    memory bound). With chunks of 2 RoIs (image 0 holds six RoIs, image 1 three, so
+    the CPU layout has full, half-filled and unused chunks), the output, its NaN/inf
+    pattern and the gradient are those of one chunk per image (CPU) or of all RoIs
+    at once (portable)."""
+    from jaxops import roi
+    from jaxops._cpu import roi as cpu_roi
+
+    x, out = _specials_map(), (3, 2)
+    cot = jax.random.normal(jax.random.key(5), (_ALIGN_BOXES.shape[0], 3, *out))
+
+    def run():
+        jax.clear_caches()  # the chunk size is read when roi_align is traced
+        with portable() if form == "portable" else contextlib.nullcontext():
+            y, vjp = jax.vjp(lambda x: jaxops.roi_align(x, _ALIGN_BOXES, out, 1.0, **kwargs), x)
+            g = vjp(jnp.where(jnp.isfinite(y), cot, 0))[0]
+            text = lowering.lowered_text(
+                lambda x: jaxops.roi_align(x, _ALIGN_BOXES, out, 1.0, **kwargs), x, platform="cpu"
+            )
+        return y, g, text
+
+    def laid_out(text, chunks, size):  # the (chunks, size, out_h, H) interpolation rows
+        return f"tensor<{chunks}x{size}x{out[0]}x{x.shape[2]}xf32>" in text
+
+    k, images = _ALIGN_BOXES.shape[0], 2
+    y_one, g_one, text = run()
+    assert laid_out(text, images, k) if form == "cpu" else laid_out(text, 1, k)
+    two_rois = 2 * out[0] * x.shape[1] * x.shape[3] * 4  # bytes of a 2-RoI intermediate
+    monkeypatch.setattr(cpu_roi, "ALIGN_CHUNK_BYTES", two_rois)
+    monkeypatch.setattr(roi, "_ALIGN_CHUNK_BYTES", two_rois)
+    try:
+        y, g, text = run()
+    finally:
+        jax.clear_caches()
+    chunks = -(-k // 2) + (images - 1 if form == "cpu" else 0)
+    assert laid_out(text, chunks, 2) and "stablehlo.while" in text
+    for check in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(check(y), check(y_one))
+    assert np.isnan(y_one).any() and np.isinf(y_one).any()
+    np.testing.assert_allclose(y, y_one, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(g, g_one, rtol=1e-6, atol=1e-6)
+    assert float(jnp.abs(g_one).sum()) > 0

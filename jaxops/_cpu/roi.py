@@ -3,7 +3,7 @@
 :mod:`jaxops.roi` states the semantics (bin edges, the sparse-table step with
 its first-maximum tie rule, the four-entry lookup, the NaN/inf pattern) and
 hands them in as functions; this module only decides how XLA:CPU schedules
-them. Both choices were made by timing XLA:CPU and are what XLA:GPU and
+them. These choices were made by timing XLA:CPU and are what XLA:GPU and
 XLA:TPU run badly (a ``while`` loop, a branch on the data); they never see them:
 
 - **roi_pool: a scanned sparse table, only as deep as the longest bin needs.**
@@ -14,7 +14,10 @@ XLA:TPU run badly (a ``while`` loop, a branch on the data); they never see them:
   ``ceil(H / out_h) + 1`` long), any bin. On CPU the branch index is just a
   value in memory, and a shallow table is a fraction of the full one's work
   (on a 50x50 map, 9 or 16 levels instead of 36).
-- **roi_align: the NaN/inf pattern only when the map is not finite.** The
+- **roi_align: a loop over cache-sized chunks of RoIs of one image each**
+  (:class:`ImageChunks`): a RoI meets only its own image, and no intermediate
+  the size of all RoIs is written to fresh pages on every call.
+- **roi_align: the NaN/inf pattern only when the image is not finite.** The
   pattern costs five more contractions the size of the op itself; a
   ``lax.cond`` on ``all(isfinite(x))`` skips them for the usual finite map.
   The contractions keep ``Precision.DEFAULT``: XLA:CPU computes float32
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -108,3 +111,54 @@ def unless_finite(
     the map is finite everywhere (``finite``: ``isfinite(x)``), where it leaves ``out``
     as it is."""
     return lax.cond(jnp.all(finite), lambda o: o, pattern, out)
+
+
+# Each chunk's (RoIs, out_h, C, W) intermediate: about the size of a CPU's last-level
+# cache. One intermediate for all 512 RoIs of the benchmark (175 MiB, written to fresh
+# pages every call) ran the forward ~2x slower than chunks of 8-32 MiB.
+ALIGN_CHUNK_BYTES = 16 << 20
+
+
+class ImageChunks(NamedTuple):
+    """RoIs laid out in chunks of at most ``size``, each chunk from one image.
+
+    Two costs of one contraction over all RoIs go: its intermediate (a ``C * W``
+    row per RoI and output row) stays cache-sized, and a RoI meets only its own
+    image, where a one-hot contraction over ``(N, H)`` multiplies it by every image
+    (``N`` times the work). The RoIs of image ``i`` fill chunks of their own, in
+    order; a chunk's empty slots repeat RoI 0 (finite values, dropped by
+    :meth:`restore`, so given a zero cotangent). At most ``ceil(K / size) + min(N, K) - 1``
+    chunks; the unused ones are marked.
+    """
+
+    size: int
+    slot: jax.Array  # (K,): each RoI's place in the flattened layout
+    roi_at: jax.Array  # (chunks * size,): the RoI in each place
+    image: jax.Array  # (chunks,): the image a chunk reads
+    used: jax.Array  # (chunks,): whether it holds a RoI
+
+    @classmethod
+    def of(cls, b: jax.Array, n: int, size: int) -> ImageChunks:
+        k = b.shape[0]
+        size = min(size, k)
+        mine = b[:, None] == jnp.arange(n)  # (K, N)
+        rank = jnp.take_along_axis(jnp.cumsum(mine, 0), b[:, None], 1)[:, 0] - 1
+        per_image = -(-jnp.sum(mine, 0) // size)  # chunks per image
+        first = jnp.cumsum(per_image) - per_image
+        slot = first[b] * size + rank
+        chunks = -(-k // size) + min(n, k) - 1
+        places = chunks * size
+        roi_at = jnp.zeros(places, jnp.int32).at[slot].set(jnp.arange(k), unique_indices=True)
+        used = jnp.zeros(places, bool).at[slot].set(True, unique_indices=True)[::size]
+        return cls(size, slot, roi_at, b[roi_at[::size]], used)
+
+    def arrange(self, a: jax.Array) -> jax.Array:
+        """A per-RoI array laid out as ``(chunks, size, ...)``."""
+        return jnp.take(a, self.roi_at, axis=0).reshape(
+            self.used.shape + (self.size,) + a.shape[1:]
+        )
+
+    def restore(self, out: jax.Array) -> jax.Array:
+        """A ``(chunks, size, ...)`` result back in RoI order."""
+        flat = out.reshape((-1,) + out.shape[2:])
+        return jnp.take(flat, self.slot, axis=0, unique_indices=True)
