@@ -16,7 +16,7 @@ XLA:TPU run badly (a ``while`` loop, a branch on the data); they never see them:
   (on a 50x50 map, 9 or 16 levels instead of 36).
 - **roi_align: a loop over cache-sized chunks of RoIs of one image each**
   (:class:`ImageChunks`): a RoI meets only its own image, and no intermediate
-  the size of all RoIs is written to fresh pages on every call.
+  the size of all RoIs is written out on every call.
 - **roi_align: the NaN/inf pattern only when the image is not finite.** The
   pattern costs five more contractions the size of the op itself; a
   ``lax.cond`` on ``all(isfinite(x))`` skips them for the usual finite map.
@@ -114,8 +114,8 @@ def unless_finite(
 
 
 # Each chunk's (RoIs, out_h, C, W) intermediate: about the size of a CPU's last-level
-# cache. One intermediate for all 512 RoIs of the benchmark (175 MiB, written to fresh
-# pages every call) ran the forward ~2x slower than chunks of 8-32 MiB.
+# cache. One intermediate for all 512 RoIs of the benchmark (175 MiB, written out on
+# every call) ran the forward ~2x slower than chunks of 8-32 MiB.
 ALIGN_CHUNK_BYTES = 16 << 20
 
 
