@@ -559,7 +559,8 @@ def _align_chunk(form: str, precision, x, b, my, mx, count, masks):
 def _over_chunks(fn, x: jax.Array, image, used, b: jax.Array, per_roi) -> jax.Array:
     """``fn(x, b, *per_roi)`` for each chunk of RoIs (the leading axis of ``b`` and of
     ``per_roi``), stacked. With ``image`` (one index per chunk; None: every chunk sees
-    all of ``x``), ``fn`` sees only that image, and chunks not ``used`` are skipped."""
+    all of ``x``), ``fn`` sees only that image, and chunks not ``used`` (None: none)
+    are skipped."""
     if image is None:
         if b.shape[0] == 1:
             return fn(x, b[0], *jax.tree.map(lambda a: a[0], per_roi))[None]
@@ -569,10 +570,15 @@ def _over_chunks(fn, x: jax.Array, image, used, b: jax.Array, per_roi) -> jax.Ar
         first = jax.tree.map(lambda a: a[0], per_roi)
         return fn(lax.dynamic_slice_in_dim(x, image[0], 1), b[0], *first)[None]
 
+    def run(i, b, per_roi):
+        return fn(lax.dynamic_slice_in_dim(x, i, 1), b, *per_roi)
+
+    if used is None:
+        return lax.map(lambda args: run(*args), (image, b, per_roi))
+
     def chunk(args):
         i, in_use, b, per_roi = args
-        run = lambda: fn(lax.dynamic_slice_in_dim(x, i, 1), b, *per_roi)  # noqa: E731
-        return lax.cond(in_use, run, lambda: jnp.zeros(shape, x.dtype))
+        return lax.cond(in_use, run, lambda *_: jnp.zeros(shape, x.dtype), i, b, per_roi)
 
     first = jax.tree.map(lambda a: a[0], per_roi)
     shape = jax.eval_shape(lambda: fn(x[:1], b[0], *first)).shape
@@ -597,7 +603,10 @@ def _align_linear_jvp(form, precision, primals, tangents):
     def chunk(dx, b, my, mx, count):
         return _apply(dx, b, my, mx, prec) / count
 
-    tangent = _over_chunks(chunk, tangents[0], image, used, b, (my, mx, count))
+    # Every chunk, unused ones too (their rows are dropped): no cond in a linear map that
+    # is transposed, since vmap turns a cond on a batched predicate into selects behind
+    # stop_gradient, which has no transpose.
+    tangent = _over_chunks(chunk, tangents[0], image, None, b, (my, mx, count))
     return _align_linear(form, precision, *primals), tangent
 
 

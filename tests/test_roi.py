@@ -288,3 +288,23 @@ def test_roi_align_in_small_chunks_matches_one_chunk(form, kwargs, monkeypatch):
     np.testing.assert_allclose(y, y_one, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(g, g_one, rtol=1e-6, atol=1e-6)
     assert float(jnp.abs(g_one).sum()) > 0
+
+
+def test_roi_align_vmapped_over_maps_and_boxes_differentiates():
+    """vmap over maps and boxes batches the CPU layout of RoIs (which chunks are used
+    differs per example) and reverse mode transposes it (the vjp of the vmapped op):
+    the gradient equals each example's own."""
+    maps = jax.random.normal(jax.random.key(6), (4, 2, 3, 8, 9))
+    boxes = jnp.stack([_ALIGN_BOXES.at[:, 0].set(jnp.arange(9) % (i + 1) % 2) for i in range(4)])
+    cot = jax.random.normal(jax.random.key(7), (4, 9, 3, 3, 2))
+
+    def grad_of(x, b, c):
+        return jax.vjp(lambda x: jaxops.roi_align(x, b, (3, 2), 1.0), x)[1](c)[0]
+
+    vmapped = jax.vmap(lambda x, b: jaxops.roi_align(x, b, (3, 2), 1.0))
+    batched = jax.vjp(lambda x: vmapped(x, boxes), maps)[1](cot)[0]  # vjp of the vmap
+    for i in range(4):
+        np.testing.assert_allclose(
+            batched[i], grad_of(maps[i], boxes[i], cot[i]), rtol=1e-6, atol=1e-6
+        )
+    assert len({tuple(np.asarray(b[:, 0])) for b in boxes}) > 1  # the layouts do differ
