@@ -561,18 +561,13 @@ def _over_chunks(fn, x: jax.Array, image, used, b: jax.Array, per_roi) -> jax.Ar
     ``per_roi``), stacked. With ``image`` (one index per chunk; None: every chunk sees
     all of ``x``), ``fn`` sees only that image, and chunks not ``used`` (None: none)
     are skipped."""
-    if image is None:
-        if b.shape[0] == 1:
-            return fn(x, b[0], *jax.tree.map(lambda a: a[0], per_roi))[None]
-        return lax.map(lambda args: fn(x, args[0], *args[1]), (b, per_roi))
-
-    if b.shape[0] == 1:  # one chunk, in use (there is a RoI)
-        first = jax.tree.map(lambda a: a[0], per_roi)
-        return fn(lax.dynamic_slice_in_dim(x, image[0], 1), b[0], *first)[None]
 
     def run(i, b, per_roi):
-        return fn(lax.dynamic_slice_in_dim(x, i, 1), b, *per_roi)
+        return fn(x if i is None else lax.dynamic_slice_in_dim(x, i, 1), b, *per_roi)
 
+    if b.shape[0] == 1:  # one chunk, no loop (it holds a RoI, so it is used)
+        first = jax.tree.map(lambda a: a[0], (image, b, per_roi))
+        return run(*first)[None]
     if used is None:
         return lax.map(lambda args: run(*args), (image, b, per_roi))
 
@@ -589,7 +584,7 @@ def _over_chunks(fn, x: jax.Array, image, used, b: jax.Array, per_roi) -> jax.Ar
 def _align_linear(form: str, precision, x, image, used, b, my, mx, count, masks):
     """The linear map with torchvision's NaN/inf pattern in the primal, per chunk of RoIs
     (see :func:`_over_chunks`; per-RoI arguments and result are ``(chunks, rois, ...)``).
-    ``form``: ``"cpu"`` (the pattern behind a ``cond`` on a finite map,
+    ``form``: ``"cpu"`` (the pattern behind a ``cond`` on a finite image,
     ``Precision.DEFAULT``) or ``"portable"`` (the pattern always, at ``precision``)."""
     chunk = functools.partial(_align_chunk, form, precision)
     return _over_chunks(chunk, x, image, used, b, (my, mx, count, masks))
