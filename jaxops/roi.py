@@ -560,7 +560,8 @@ def _over_chunks(fn, x: jax.Array, image, used, b: jax.Array, per_roi) -> jax.Ar
     """``fn(x, b, *per_roi)`` for each chunk of RoIs (the leading axis of ``b`` and of
     ``per_roi``), stacked. With ``image`` (one index per chunk; None: every chunk sees
     all of ``x``), ``fn`` sees only that image, and chunks not ``used`` (None: none)
-    are skipped."""
+    are skipped: they give zeros of ``fn``'s shape, ``(rois, C, out_h, out_w)``, read
+    from ``b`` and ``per_roi = (my, mx, ...)`` (no second trace of ``fn``)."""
 
     def run(i, b, per_roi):
         return fn(x if i is None else lax.dynamic_slice_in_dim(x, i, 1), b, *per_roi)
@@ -575,8 +576,8 @@ def _over_chunks(fn, x: jax.Array, image, used, b: jax.Array, per_roi) -> jax.Ar
         i, in_use, b, per_roi = args
         return lax.cond(in_use, run, lambda *_: jnp.zeros(shape, x.dtype), i, b, per_roi)
 
-    first = jax.tree.map(lambda a: a[0], per_roi)
-    shape = jax.eval_shape(lambda: fn(x[:1], b[0], *first)).shape
+    my, mx = per_roi[:2]
+    shape = (b.shape[1], x.shape[1], my.shape[2], mx.shape[2])
     return lax.map(chunk, (image, used, b, per_roi))
 
 
