@@ -1,11 +1,14 @@
 """Generic JAX-transformation checks of every registered op.
 
 jit vs eager; vmap (leading, non-leading and partially batched) vs a Python
-loop; jvp vs vjp; and, on a few small samples per op, jacfwd vs jacrev, a
-float64 Hessian-vector product vs finite differences and remat gradients.
+loop; vjp of vmap vs a loop of vjps; jvp vs vjp; and, on a few small samples
+per op, jacfwd vs jacrev, a float64 Hessian-vector product vs finite
+differences and remat gradients.
 """
 
 from __future__ import annotations
+
+import operator
 
 import chex
 import jax
@@ -151,6 +154,53 @@ def test_vmap_one_argument_batched_matches_loop(info, sample):
         parity.assert_trees_close(batched, expected, tol, f"vmap(only {ref!r})")
 
 
+def _random_cotangent(out, rng):
+    """A standard-normal cotangent for each floating leaf of ``out``, float0 for the others."""
+    return jax.tree_util.tree_map(
+        lambda x: (
+            jnp.asarray(rng.standard_normal(x.shape), x.dtype)
+            if jnp.issubdtype(x.dtype, jnp.inexact)
+            else np.zeros(x.shape, jax.dtypes.float0)
+        ),
+        out,
+    )
+
+
+@pytest.mark.parametrize("info,sample", small_cases("vmap", per_op=3, max_numel=512))
+def test_vjp_of_vmap_matches_loop(info, sample):
+    """Reverse mode through ``vmap`` with every batched argument batched, the
+    non-differentiable ones too (boxes, unpooling indices): each member's gradient is
+    its own vjp's. Batched non-differentiable arguments turn ``cond`` predicates and
+    gather indices into batched values inside the linearised program, which the
+    forward-only vmap checks never transpose."""
+    refs, f, members = _vmap_members(info, sample)
+    diff = [k for k, r in enumerate(refs) if r in info.grad_refs(sample)]
+    if not diff:
+        pytest.skip("no differentiable batched argument")
+    stacked = [jnp.stack([jnp.asarray(m[k]) for m in members]) for k in range(len(refs))]
+
+    def vjp_at(fn, args, cot):
+        """The vjp of ``fn`` at ``args`` w.r.t. the differentiable ones, the others fixed."""
+
+        def of_diff(*d):
+            full = list(args)
+            for k, v in zip(diff, d):
+                full[k] = v
+            return fn(*full)
+
+        return jax.vjp(of_diff, *[args[k] for k in diff])[1](cot)
+
+    batched_f = jax.vmap(f)
+    cot = _random_cotangent(jax.eval_shape(batched_f, *stacked), np.random.default_rng(5))
+    batched = vjp_at(batched_f, stacked, cot)
+    tol = _grad_tol(info, sample)
+    for i, member in enumerate(members):
+        member_cot = jax.tree_util.tree_map(operator.itemgetter(i), cot)
+        expected = vjp_at(f, [jnp.asarray(v) for v in member], member_cot)
+        got = [g[i] for g in batched]
+        parity.assert_trees_close(got, list(expected), tol, f"vjp(vmap) member {i}")
+
+
 # ---------------------------------------------------------------- second order, Jacobians, remat
 
 
@@ -245,15 +295,7 @@ def test_checkpoint_gradients_match_plain_vjp(info, sample):
     f = parity.bind(info, sample, refs)
     primals = [parity.to_jax(sample.get(r)) for r in refs]
     out = f(*primals)
-    rng = np.random.default_rng(3)
-    cot = jax.tree_util.tree_map(
-        lambda x: (
-            jnp.asarray(rng.standard_normal(x.shape), x.dtype)
-            if jnp.issubdtype(x.dtype, jnp.inexact)
-            else np.zeros(x.shape, jax.dtypes.float0)
-        ),
-        out,
-    )
+    cot = _random_cotangent(out, np.random.default_rng(3))
     plain = jax.vjp(f, *primals)[1](cot)
     tol = _grad_tol(info, sample)
     remat = jax.vjp(jax.checkpoint(f), *primals)[1](cot)
