@@ -29,8 +29,9 @@ XLA:CPU and are not what XLA:GPU or XLA:TPU run well (they never see them):
   measured against Eigen's on ResNet-18's layers, was slower and doubled the
   compile time.)
 - Weight gradients of strided, grouped and transposed convs are one matmul per
-  kernel tap (:func:`_conv_taps`), where XLA:CPU's own weight-gradient
-  convolutions take a slow generic loop.
+  block of kernel taps that meet the same output rows and columns
+  (:func:`_conv_taps`), where XLA:CPU's own weight-gradient convolutions take a
+  slow generic loop.
 
 XLA:CPU computes float32 contractions in float32 whatever their precision
 setting, so these formulations use ``Precision.HIGHEST`` throughout.
@@ -377,46 +378,60 @@ def _tap_range(size: int, out: int, s: int, offset: int) -> tuple[int, int]:
     return a, max(a, b)
 
 
+def _tap_runs(size: int, out: int, k: int, s: int, d: int, pad: int):
+    """The taps of one spatial dimension in runs that meet the same output rows: ``(first
+    tap, taps, first output row, rows)`` for each run with rows (the rows are monotone
+    in the tap, so equal ones are contiguous)."""
+    runs: list[list[int]] = []
+    for i in range(k):
+        a, b = _tap_range(size, out, s, i * d - pad)
+        if b > a and runs and runs[-1][2:] == [a, b - a]:
+            runs[-1][1] += 1
+        elif b > a:
+            runs.append([i, 1, a, b - a])
+    return [tuple(r) for r in runs]
+
+
 def _conv_taps(x, w, stride, pads, dilation, groups):
-    """The same conv as :func:`_conv_dense`, as one matmul per kernel tap (NHWC inside).
+    """The same conv as :func:`_conv_dense`, as matmuls over kernel taps (NHWC inside).
 
     Slower forward than XLA's convolution, but its transpose with respect to
-    ``w`` is one ``(C_in, N*H*W) @ (N*H*W, C_out)`` matmul per tap, where XLA:CPU
-    runs JAX's native weight-gradient convolutions (a kernel the size of the
-    image, often with a reversed window) through a slow generic loop. Each tap
-    reads only the input rows it really meets (no padding), so the weight
+    ``w`` is a ``(C_in * taps, N*H*W) @ (N*H*W, C_out)`` matmul per block of taps,
+    where XLA:CPU runs JAX's native weight-gradient convolutions (a kernel the size
+    of the image, often with a reversed window) through a slow generic loop. Each
+    tap reads only the input rows it really meets (no padding), so the weight
     gradient forms exactly torch's products: a NaN/inf never meets a padding zero.
+    Taps that meet the same output rows and columns form one block: one gather of
+    their input pieces (XLA:CPU compiles it as one kernel, where a slice per tap
+    was a kernel each) and one matmul.
     """
     n, c, h, wd = x.shape
     kh, kw = w.shape[2:]
     (sh, sw), (dh, dw) = stride, dilation
     ho = _out_size(h, kh, sh, dh, *pads[0])
     wo = _out_size(wd, kw, sw, dw, *pads[1])
-    o = w.shape[0]
+    o, cg = w.shape[0], c // groups
     xt = x.transpose(0, 2, 3, 1)
-    wt = w.reshape(groups, o // groups, c // groups, kh, kw)
+    wt = w.reshape(groups, o // groups, cg, kh, kw)
     out = jnp.zeros((groups, n, ho, wo, o // groups), x.dtype)
-    for i in range(kh):
-        a_h, b_h = _tap_range(h, ho, sh, i * dh - pads[0][0])
-        for j in range(kw):
-            a_w, b_w = _tap_range(wd, wo, sw, j * dw - pads[1][0])
-            if a_h == b_h or a_w == b_w:
-                continue
-            r0, c0 = a_h * sh + i * dh - pads[0][0], a_w * sw + j * dw - pads[1][0]
-            piece = lax.slice(
-                xt,
-                (0, r0, c0, 0),
-                (n, r0 + (b_h - a_h - 1) * sh + 1, c0 + (b_w - a_w - 1) * sw + 1, c),
-                (1, sh, sw, 1),
-            ).reshape(n, b_h - a_h, b_w - a_w, groups, c // groups)
-            # (N, h, w, g, I/g) x (g, O/g, I/g) -> (g, N, h, w, O/g), placed at its output rows
+    for i0, ti, a_h, rows in _tap_runs(h, ho, kh, sh, dh, pads[0][0]):
+        for j0, tj, a_w, cols in _tap_runs(wd, wo, kw, sw, dw, pads[1][0]):
+            # Input row of output row a_h + y under tap i0 + t: (a_h + y) * s + (i0 + t) * d - pad.
+            r = (a_h + np.arange(rows)[:, None]) * sh + (i0 + np.arange(ti)) * dh - pads[0][0]
+            q = (a_w + np.arange(cols)[:, None]) * sw + (j0 + np.arange(tj)) * dw - pads[1][0]
+            piece = xt[:, r[:, None, :, None], q[None, :, None, :]]  # (N, h, w, ti, tj, C)
+            k = ti * tj * cg  # the block's contraction: (tap row, tap column, channel)
+            piece = piece.reshape(n, rows, cols, ti, tj, groups, cg)
+            piece = piece.transpose(0, 1, 2, 5, 3, 4, 6).reshape(n, rows, cols, groups, k)
+            kernel = wt[:, :, :, i0 : i0 + ti, j0 : j0 + tj].transpose(0, 1, 3, 4, 2)
+            # (N, h, w, g, taps*I/g) x (g, O/g, taps*I/g) -> (g, N, h, w, O/g), at its rows
             term = lax.dot_general(
                 piece,
-                wt[:, :, :, i, j],
+                kernel.reshape(groups, o // groups, k),
                 (((4,), (2,)), ((3,), (0,))),
                 precision=lax.Precision.HIGHEST,
             )
-            out = out + _pad_zeros(term, ((a_h, ho - b_h), (a_w, wo - b_w)), (2, 3))
+            out = out + _pad_zeros(term, ((a_h, ho - a_h - rows), (a_w, wo - a_w - cols)), (2, 3))
     return out.transpose(1, 0, 4, 2, 3).reshape(n, o, ho, wo)
 
 
