@@ -239,20 +239,26 @@ def _xla_memory(compiled: Any) -> dict[str, float]:
     return {k: v / 2**20 for k, v in sizes.items()}
 
 
-def jax_impl(fn: Callable[..., Any], *args: Any, clear_caches: bool = False) -> Impl:
+def jax_impl(
+    fn: Callable[..., Any], *args: Any, clear_caches: bool = False, compiles: int = 1
+) -> Impl:
     """Compiles ``fn`` for ``args`` (timed separately) and returns the compiled call.
 
     ``clear_caches`` empties JAX's in-memory caches (``jax.clear_caches()``, outside
     the timer) first, so that the compile time includes tracing every inner jitted
-    function, as a program's first call does, whatever ran before.
+    function, as a program's first call does, whatever ran before. ``compiles``:
+    how many such cold compiles to time; the median is reported (a single compile
+    of a whole network moves by a third from one to the next on a shared VM).
     """
-    if clear_caches:
-        jax.clear_caches()
-    start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
-    compile_s = time.perf_counter() - start
+    times = []
+    for _ in range(compiles):
+        if clear_caches:
+            jax.clear_caches()
+        start = time.perf_counter()
+        compiled = jax.jit(fn).lower(*args).compile()
+        times.append(time.perf_counter() - start)
     info = {**_xla_memory(compiled), **({"cold_compile": True} if clear_caches else {})}
-    return Impl(lambda: jax.block_until_ready(compiled(*args)), compile_s, info)
+    return Impl(lambda: jax.block_until_ready(compiled(*args)), float(np.median(times)), info)
 
 
 def _cotangent(shape_dtype: Any, seed: int) -> np.ndarray:
