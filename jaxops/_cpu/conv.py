@@ -220,6 +220,19 @@ def _depthwise_s1_jvp(pads, dilation, primals, tangents):
 _depthwise_s1.defjvp(_depthwise_s1_jvp, symbolic_zeros=True)
 
 
+def _tap_index(out0: int, outs: int, s: int, tap0: int, taps: int, d: int, pad: int):
+    """``(outs, taps)``: the input row that output row ``out0 + y`` reads under tap
+    ``tap0 + t`` (stride ``s``, dilation ``d``, low padding ``pad``)."""
+    return (out0 + np.arange(outs)[:, None]) * s + (tap0 + np.arange(taps)) * d - pad
+
+
+def _read_taps(x: jax.Array, rows: np.ndarray, cols: np.ndarray) -> jax.Array:
+    """NHWC ``x`` at rows ``rows[y, i]`` and columns ``cols[x, j]`` (see :func:`_tap_index`):
+    ``(N, h, w, taps_h, taps_w, C)``. One gather: XLA:CPU compiles it as one kernel, where
+    a slice per tap (then concatenated or multiplied) compiled a kernel each."""
+    return x[:, rows[:, None, :, None], cols[None, :, None, :]]
+
+
 # Outputs of at most this many positions per image take the weight gradient as one
 # im2col matmul: a row loop of so few rows costs more (run and compile) than it saves.
 _ONE_MATMUL_MAX_POSITIONS = 64
@@ -244,13 +257,12 @@ def _im2col_weight_term(x, w, dilation):
     wm = w.reshape(k, co)
 
     def rows(xs, count):  # output rows [r, r + count) of the rows xs: (O, N, count, W_out)
-        # One gather builds the patch matrix, column (i, j, c) reading tap (i, j) of channel
-        # c: XLA:CPU compiles it as one kernel, where a concatenation of kh * kw slices
-        # compiled one kernel per slice (up to twice the weight gradient's compile time,
-        # and no faster to run).
-        i = np.arange(count)[:, None, None, None] + dh * np.arange(kh)[:, None]
-        j = np.arange(wo)[:, None, None] + dw * np.arange(kw)
-        cols = xs[:, i, j, :].reshape(n * count * wo, k)
+        # Column (i, j, c) reads tap (i, j) of channel c; one gather (a concatenation of
+        # kh * kw slices compiled up to twice as long and ran no faster).
+        taps = _read_taps(
+            xs, _tap_index(0, count, 1, 0, kh, dh, 0), _tap_index(0, wo, 1, 0, kw, dw, 0)
+        )
+        cols = taps.reshape(n * count * wo, k)
         y = lax.dot_general(wm, cols, (((0,), (1,)), ((), ())), precision=lax.Precision.HIGHEST)
         return y.reshape(co, n, count, wo)
 
@@ -402,8 +414,7 @@ def _conv_taps(x, w, stride, pads, dilation, groups):
     tap reads only the input rows it really meets (no padding), so the weight
     gradient forms exactly torch's products: a NaN/inf never meets a padding zero.
     Taps that meet the same output rows and columns form one block: one gather of
-    their input pieces (XLA:CPU compiles it as one kernel, where a slice per tap
-    was a kernel each) and one matmul.
+    their input pieces (:func:`_read_taps`) and one matmul.
     """
     n, c, h, wd = x.shape
     kh, kw = w.shape[2:]
@@ -416,10 +427,11 @@ def _conv_taps(x, w, stride, pads, dilation, groups):
     out = jnp.zeros((groups, n, ho, wo, o // groups), x.dtype)
     for i0, ti, a_h, rows in _tap_runs(h, ho, kh, sh, dh, pads[0][0]):
         for j0, tj, a_w, cols in _tap_runs(wd, wo, kw, sw, dw, pads[1][0]):
-            # Input row of output row a_h + y under tap i0 + t: (a_h + y) * s + (i0 + t) * d - pad.
-            r = (a_h + np.arange(rows)[:, None]) * sh + (i0 + np.arange(ti)) * dh - pads[0][0]
-            q = (a_w + np.arange(cols)[:, None]) * sw + (j0 + np.arange(tj)) * dw - pads[1][0]
-            piece = xt[:, r[:, None, :, None], q[None, :, None, :]]  # (N, h, w, ti, tj, C)
+            piece = _read_taps(
+                xt,
+                _tap_index(a_h, rows, sh, i0, ti, dh, pads[0][0]),
+                _tap_index(a_w, cols, sw, j0, tj, dw, pads[1][0]),
+            )  # (N, h, w, ti, tj, C)
             k = ti * tj * cg  # the block's contraction: (tap row, tap column, channel)
             piece = piece.reshape(n, rows, cols, ti, tj, groups, cg)
             piece = piece.transpose(0, 1, 2, 5, 3, 4, 6).reshape(n, rows, cols, groups, k)
